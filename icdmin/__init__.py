@@ -1,0 +1,13 @@
+"""icdmin: a minimal, auditable reference for in-context denoising with one-layer transformers.
+
+Smart, Bietti & Sengupta, "In-context denoising with one-layer transformers: connections between attention and
+associative memory retrieval", ICML 2025 (arXiv 2502.05164).
+
+Conventions (see README): tokens are columns; a context ``X`` is ``(n, L)`` or ``(B, n, L)`` with ``L`` clean
+tokens; the query ``x_tilde`` is ``(n,)`` or ``(B, n)``; an MSE is the mean over prompts and coordinates.
+"""
+
+__version__ = "0.1.0"
+
+from ._arrays import mse
+from .energy import lse, softmax
