@@ -1,0 +1,208 @@
+"""Optimisers written out by hand: SGD with momentum, Adam, and the step-down learning-rate schedule.
+
+The authors train with ``torch.optim.Adam(lr=1e-2)`` (default betas and eps) and a ``MultiStepLR`` that multiplies
+the rate by 0.1 at 80 % and 90 % of the epochs (PAPER.md §5.1, §9 "Adam"). The updates below are the same
+arithmetic as ``torch.optim.SGD`` / ``torch.optim.Adam`` with their defaults (no weight decay, no dampening, no
+Nesterov, no AMSGrad), written as pure functions on a tuple of arrays (llm.c ``gpt2_update`` style):
+
+    new_params, new_state = adam_step(params, grads, state, lr=...)
+
+Nothing is modified in place; ``state=None`` means "first step" (zero moments). Parameters can be any arrays of
+matching shapes (the ``(n, n)`` matrices W_KQ, W_PV, or the 0-d scalars alpha, beta).
+
+Shapes: params, grads: tuples of arrays with pairwise equal shapes; the state holds arrays of the same shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ._arrays import as_float_array, check_int, check_positive, check_real
+
+__all__ = ["AdamState", "SGDState", "adam_step", "sgd_step", "step_schedule"]
+
+
+class SGDState(NamedTuple):
+    """State of SGD with momentum: the momentum buffers (torch's ``momentum_buffer``), one per parameter."""
+
+    velocity: tuple  # tuple of arrays, shapes of the params
+
+
+class AdamState(NamedTuple):
+    """State of Adam: the step count and the first / second moment estimates (torch's ``exp_avg``, ``exp_avg_sq``)."""
+
+    step: int  # number of updates already applied
+    m: tuple  # first moments, shapes of the params
+    v: tuple  # second (uncentred) moments, shapes of the params
+
+
+def _check_pairs(params: Sequence, grads: Sequence) -> tuple[tuple, tuple]:
+    """Validate params / grads as equally long sequences of finite float arrays with matching shapes."""
+    if isinstance(params, np.ndarray) or isinstance(grads, np.ndarray):
+        raise TypeError("params and grads must be sequences (tuple/list) of arrays, not a single array")
+    params = tuple(as_float_array(f"params[{i}]", p) for i, p in enumerate(params))
+    grads = tuple(as_float_array(f"grads[{i}]", g) for i, g in enumerate(grads))
+    if len(params) == 0 or len(params) != len(grads):
+        raise ValueError(f"params and grads must be non-empty and equally long, got {len(params)} and {len(grads)}")
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if p.shape != g.shape:
+            raise ValueError(f"grads[{i}] has shape {g.shape}, params[{i}] has shape {p.shape}")
+    return params, grads
+
+
+def _check_state_arrays(name: str, arrays, params: tuple) -> tuple:
+    if len(arrays) != len(params) or any(np.shape(a) != p.shape for a, p in zip(arrays, params)):
+        raise ValueError(f"state.{name} does not match the shapes of params")
+    return tuple(arrays)
+
+
+def sgd_step(params, grads, state: SGDState | None, *, lr: float, momentum: float = 0.0):
+    """One step of SGD with (heavy-ball) momentum, as ``torch.optim.SGD`` with ``dampening=0, nesterov=False``.
+
+        b_t = momentum * b_{t-1} + g_t      (b_1 = g_1)
+        p_t = p_{t-1} - lr * b_t
+
+    With ``momentum=0`` this is plain gradient descent p <- p - lr g.
+
+    Parameters
+    ----------
+    params, grads : sequence of ndarray
+        Current parameters and their gradients (equal shapes, pairwise).
+    state : SGDState or None
+        Momentum buffers from the previous step; None before the first step.
+    lr : float
+        Learning rate (> 0).
+    momentum : float
+        Momentum coefficient in [0, 1).
+
+    Returns
+    -------
+    new_params : tuple of ndarray
+    new_state : SGDState
+
+    Shapes: every array keeps its shape.
+    """
+    params, grads = _check_pairs(params, grads)
+    lr = check_positive("lr", lr)
+    momentum = check_real("momentum", momentum)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if state is not None:
+        _check_state_arrays("velocity", state.velocity, params)
+    return _sgd_update(params, grads, state, lr, momentum)
+
+
+def _sgd_update(params: tuple, grads: tuple, state: SGDState | None, lr, momentum):
+    """The unchecked arithmetic of :func:`sgd_step`."""
+    if state is None:
+        velocity = tuple(g.copy() for g in grads)  # torch: buf = clone(grad) at the first step
+    else:
+        velocity = tuple(momentum * b + g for b, g in zip(state.velocity, grads))
+    new_params = tuple(p - lr * b for p, b in zip(params, velocity))
+    return new_params, SGDState(velocity)
+
+
+def adam_step(params, grads, state: AdamState | None, *, lr: float = 1e-2, betas=(0.9, 0.999), eps: float = 1e-8):
+    """One Adam step, the same update as ``torch.optim.Adam`` with its defaults (PAPER.md §9 "Adam").
+
+        t   = t + 1
+        m_t = beta1 m_{t-1} + (1 - beta1) g
+        v_t = beta2 v_{t-1} + (1 - beta2) g**2
+        p_t = p_{t-1} - (lr / (1 - beta1**t)) * m_t / (sqrt(v_t) / sqrt(1 - beta2**t) + eps)
+
+    i.e. bias-corrected moments with ``eps`` added to the bias-corrected square root (not inside it).
+
+    Parameters
+    ----------
+    params, grads : sequence of ndarray
+        Current parameters and their gradients (equal shapes, pairwise).
+    state : AdamState or None
+        Step count and moments from the previous step; None before the first step (t = 0, zero moments).
+    lr : float
+        Learning rate (> 0); the schedule multiplies it (see :func:`step_schedule`).
+    betas : (float, float)
+        Moment decay rates, each in [0, 1).
+    eps : float
+        Added to the bias-corrected sqrt(v) (>= 0).
+
+    Returns
+    -------
+    new_params : tuple of ndarray
+    new_state : AdamState
+
+    Shapes: every array keeps its shape.
+    """
+    params, grads = _check_pairs(params, grads)
+    lr = check_positive("lr", lr)
+    eps = check_positive("eps", eps, allow_zero=True)
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    beta1, beta2 = check_real("betas[0]", betas[0]), check_real("betas[1]", betas[1])
+    for name, b in (("betas[0]", beta1), ("betas[1]", beta2)):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {b}")
+    if state is not None:
+        check_int("state.step", state.step, minimum=0)
+        _check_state_arrays("m", state.m, params)
+        _check_state_arrays("v", state.v, params)
+    return _adam_update(params, grads, state, lr, beta1, beta2, eps)
+
+
+def _adam_update(params: tuple, grads: tuple, state: AdamState | None, lr, beta1, beta2, eps):
+    """The unchecked arithmetic of :func:`adam_step` (training loops validate once, then call this)."""
+    if state is None:
+        step, m_old, v_old = 0, tuple(np.zeros_like(p) for p in params), tuple(np.zeros_like(p) for p in params)
+    else:
+        step, m_old, v_old = state
+    step += 1
+    bias1 = 1.0 - beta1**step  # 1 - beta1^t
+    bias2_sqrt = math.sqrt(1.0 - beta2**step)  # sqrt(1 - beta2^t)
+    step_size = lr / bias1
+    new_params, m_new, v_new = [], [], []
+    for p, g, m, v in zip(params, grads, m_old, v_old):
+        m = beta1 * m + (1.0 - beta1) * g  # first moment
+        v = beta2 * v + (1.0 - beta2) * (g * g)  # second moment
+        denom = np.sqrt(v) / bias2_sqrt + eps  # torch: (v.sqrt() / sqrt(bias2)).add_(eps)
+        new_params.append(p - step_size * (m / denom))
+        m_new.append(m)
+        v_new.append(v)
+    return tuple(new_params), AdamState(step, tuple(m_new), tuple(v_new))
+
+
+def step_schedule(epoch: int, n_epochs: int, milestones=(0.8, 0.9), factor: float = 0.1) -> float:
+    """Learning-rate multiplier of the step-down schedule at a given epoch (0-based).
+
+    The same as ``torch.optim.lr_scheduler.MultiStepLR(milestones=[int(f * n_epochs) for f in milestones],
+    gamma=factor)`` stepped once per epoch: during epoch ``e`` the rate is multiplied by ``factor ** k`` where ``k``
+    counts the milestones ``int(f * n_epochs) <= e`` (with multiplicity, as MultiStepLR does). The paper's protocol
+    (PAPER.md §5.1) is ``milestones=(0.8, 0.9), factor=0.1``.
+
+    Parameters
+    ----------
+    epoch : int
+        0-based epoch index, ``0 <= epoch``.
+    n_epochs : int
+        Total number of epochs (>= 1).
+    milestones : sequence of float
+        Fractions of ``n_epochs`` in [0, 1] at which the rate steps down.
+    factor : float
+        Multiplier applied at each milestone (> 0).
+
+    Returns
+    -------
+    float
+        The multiplier of the base learning rate.
+    """
+    epoch = check_int("epoch", epoch, minimum=0)
+    n_epochs = check_int("n_epochs", n_epochs, minimum=1)
+    factor = check_positive("factor", factor)
+    count = 0
+    for i, frac in enumerate(milestones):
+        frac = check_real(f"milestones[{i}]", frac)
+        if not 0.0 <= frac <= 1.0:
+            raise ValueError(f"milestones[{i}] must be a fraction in [0, 1], got {frac}")
+        count += int(frac * n_epochs) <= epoch
+    return factor**count
