@@ -105,10 +105,11 @@ def as_float_array(name: str, a, *, ndim=None, finite: bool = True) -> np.ndarra
     return arr
 
 
-def check_context(X, x_tilde, *, X_name: str = "X", q_name: str = "x_tilde"):
+def check_context(X, x_tilde, *, X_name: str = "X", q_name: str = "x_tilde", finite: bool = True):
     """Validate a context / query pair and bring it to batched form.
 
-    Shapes: X (n, L) with x_tilde (n,), or X (B, n, L) with x_tilde (B, n).
+    Shapes: X (n, L) with x_tilde (n,), or X (B, n, L) with x_tilde (B, n). ``finite=False`` skips the NaN/inf
+    scan (callers that check a cheap result for finiteness instead).
 
     Returns
     -------
@@ -117,8 +118,8 @@ def check_context(X, x_tilde, *, X_name: str = "X", q_name: str = "x_tilde"):
     single : bool
         True if the input was a single prompt; callers use it to drop the batch axis on output.
     """
-    X = as_float_array(X_name, X, ndim=(2, 3))
-    q = as_float_array(q_name, x_tilde, ndim=(1, 2))
+    X = as_float_array(X_name, X, ndim=(2, 3), finite=finite)
+    q = as_float_array(q_name, x_tilde, ndim=(1, 2), finite=finite)
     if X.ndim - q.ndim != 1:
         raise ValueError(
             f"{X_name} of shape {X.shape} and {q_name} of shape {q.shape} do not match: "
