@@ -1,0 +1,197 @@
+"""Fused Numba kernels for one-layer attention: the only module that imports numba.
+
+The NumPy code in ``attention.py`` is the specification; these loops must match it (rtol 1e-10 in float64, tests in
+``tests/test_kernels.py``). Each prompt is handled by one thread (``prange`` over the batch): its context, 16 × 499
+float64 = 64 KB, stays in the core's L2 cache between the forward and the backward passes, so it is read from memory
+once. Every prompt writes its own loss and gradient slot; the slots are summed afterwards in prompt order, so the
+result does not depend on the number of threads. Loops run along the contiguous token axis t, and
+``fastmath={"reassoc", "contract"}`` lets LLVM vectorise the sums over t (FMA, SIMD); the exponential stays exact.
+
+Kinds are integer codes (``KIND_CODES``), branched on outside the hot loops, so there is one kernel per purpose
+(forward, loss and gradients) and dtype (float64, float32): four compiled signatures in all, cached on disk.
+
+Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import numba
+
+    HAS_NUMBA = True
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps vendored copies working
+    numba = None
+    HAS_NUMBA = False
+
+# The dispatchers in attention.py use the kernels only when they are compiled: under NUMBA_DISABLE_JIT=1 they
+# would be plain Python loops (correct, tested, but far slower than NumPy).
+JIT_ENABLED = HAS_NUMBA and not numba.config.DISABLE_JIT
+
+KIND_CODES = {"linear": 0, "softmax": 1, "gaussian": 2}
+LINEAR, SOFTMAX, GAUSSIAN = 0, 1, 2
+
+__all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads"]
+
+
+def njit(parallel: bool = False):
+    """The one decorator factory for every kernel (numba-stats style); the identity without numba."""
+    if not HAS_NUMBA:
+        return lambda fn: fn
+    return numba.njit(
+        cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"}, parallel=parallel
+    )
+
+
+prange = numba.prange if HAS_NUMBA else range
+
+
+@njit()
+def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y):
+    """One prompt's forward pass: a (weights) and u = X a. Scratch y (L,). Shapes: Xb (n, L), q (n,)."""
+    n, L = Xb.shape
+    for i in range(n):  # qk = W_KQ q  (n,)
+        acc = 0.0
+        for j in range(n):
+            acc += W_KQ[i, j] * q[j]
+        qk[i] = acc
+    for t in range(L):
+        a[t] = 0.0
+    for i in range(n):  # z = Xᵀ qk  (L,), along the contiguous t axis
+        c = qk[i]
+        for t in range(L):
+            a[t] += Xb[i, t] * c
+    if kind == GAUSSIAN:  # z_t −= ½ X_tᵀ W_KQ X_t, one row of W_KQ X at a time
+        for i in range(n):
+            for t in range(L):
+                y[t] = 0.0
+            for k in range(n):
+                c = W_KQ[i, k]
+                for t in range(L):
+                    y[t] += c * Xb[k, t]
+            for t in range(L):
+                a[t] -= 0.5 * Xb[i, t] * y[t]
+    if kind == LINEAR:  # a = z / L  (Eq. 11)
+        inv_L = 1.0 / L
+        for t in range(L):
+            a[t] *= inv_L
+    else:  # a = softmax(z), max-shifted  (Eqs. 12, 14)
+        m = a[0]
+        for t in range(1, L):
+            m = max(m, a[t])
+        s = 0.0
+        for t in range(L):
+            e = math.exp(a[t] - m)
+            a[t] = e
+            s += e
+        inv_s = 1.0 / s
+        for t in range(L):
+            a[t] *= inv_s
+    for i in range(n):  # u = X a  (n,)
+        acc = 0.0
+        for t in range(L):
+            acc += Xb[i, t] * a[t]
+        u[i] = acc
+
+
+@njit(parallel=True)
+def forward(kind, X, x_tilde, W_KQ, W_PV):
+    """Attention output W_PV X a of every prompt (forward only, for evaluation). Shapes: X (B, n, L) -> (B, n)."""
+    B, n, L = X.shape
+    out = np.empty((B, n), X.dtype)
+    for b in prange(B):
+        qk = np.empty(n, X.dtype)
+        a = np.empty(L, X.dtype)
+        u = np.empty(n, X.dtype)
+        y = np.empty(L if kind == GAUSSIAN else 0, X.dtype)
+        _prompt_forward(kind, X[b], x_tilde[b], W_KQ, qk, a, u, y)
+        for i in range(n):  # out = W_PV u
+            acc = 0.0
+            for j in range(n):
+                acc += W_PV[i, j] * u[j]
+            out[b, i] = acc
+    return out
+
+
+@njit(parallel=True)
+def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV):
+    """Fused forward + MSE + backward for every prompt; returns (loss, dW_KQ, dW_PV) as attention.loss_and_grads.
+
+    Shapes: X (B, n, L), x_tilde, x (B, n), W_KQ, W_PV (n, n) -> scalar, (n, n), (n, n).
+    """
+    B, n, L = X.shape
+    scale = 2.0 / (B * n)  # dloss/dout = 2 (out − x) / (B n)
+    slot_loss = np.empty(B, np.float64)
+    slot_KQ = np.empty((B, n, n), X.dtype)
+    slot_PV = np.empty((B, n, n), X.dtype)
+    for b in prange(B):
+        Xb = X[b]
+        q = x_tilde[b]
+        qk = np.empty(n, X.dtype)
+        a = np.empty(L, X.dtype)
+        u = np.empty(n, X.dtype)
+        y = np.empty(L if kind == GAUSSIAN else 0, X.dtype)
+        _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y)
+        # out = W_PV u; loss_b = |out − x|²; r = dloss/dout
+        r = np.empty(n, X.dtype)
+        lb = 0.0
+        for i in range(n):
+            acc = 0.0
+            for j in range(n):
+                acc += W_PV[i, j] * u[j]
+            d = acc - x[b, i]
+            lb += d * d
+            r[i] = scale * d
+        slot_loss[b] = lb
+        # dW_PV = r uᵀ;  du = W_PVᵀ r
+        du = np.zeros(n, X.dtype)
+        for i in range(n):
+            for j in range(n):
+                slot_PV[b, i, j] = r[i] * u[j]
+                du[j] += W_PV[i, j] * r[i]
+        # da = Xᵀ du  (L,), stored in dz
+        dz = np.zeros(L, X.dtype)
+        for i in range(n):
+            c = du[i]
+            for t in range(L):
+                dz[t] += Xb[i, t] * c
+        if kind == LINEAR:  # a = z / L
+            inv_L = 1.0 / L
+            for t in range(L):
+                dz[t] *= inv_L
+        else:  # a = softmax(z): dz = a ⊙ (da − aᵀda), and aᵀda = aᵀXᵀdu = uᵀdu
+            c = 0.0
+            for i in range(n):
+                c += u[i] * du[i]
+            for t in range(L):
+                dz[t] = a[t] * (dz[t] - c)
+        # z = Xᵀ qk  ->  dqk = X dz;  qk = W_KQ q  ->  dW_KQ = dqk qᵀ
+        for i in range(n):
+            acc = 0.0
+            for t in range(L):
+                acc += Xb[i, t] * dz[t]
+            for j in range(n):
+                slot_KQ[b, i, j] = acc * q[j]
+        if kind == GAUSSIAN:  # z −= ½ X_tᵀ W_KQ X_t  ->  dW_KQ −= ½ Σ_t dz_t X_t X_tᵀ
+            for i in range(n):
+                for t in range(L):
+                    y[t] = Xb[i, t] * dz[t]
+                for j in range(n):
+                    acc = 0.0
+                    for t in range(L):
+                        acc += y[t] * Xb[j, t]
+                    slot_KQ[b, i, j] -= 0.5 * acc
+    # Sum the per-prompt slots in prompt order: independent of the thread count.
+    loss = 0.0
+    dW_KQ = np.zeros((n, n), X.dtype)
+    dW_PV = np.zeros((n, n), X.dtype)
+    for b in range(B):
+        loss += slot_loss[b]
+        for i in range(n):
+            for j in range(n):
+                dW_KQ[i, j] += slot_KQ[b, i, j]
+                dW_PV[i, j] += slot_PV[b, i, j]
+    return loss / (B * n), dW_KQ, dW_PV

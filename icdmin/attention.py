@@ -1,0 +1,275 @@
+"""One-layer attention by hand: forward, manual backward and the MSE loss (paper §3, Eqs. 11, 12, 14).
+
+This file is the readable NumPy *specification*; ``_kernels.py`` holds fused Numba loops that must match it
+(rtol 1e-10 in float64). Every forward returns ``(out, cache)`` and every backward takes ``(dout, cache)`` (llm.c
+style); each backward line quotes the forward line it inverts. The query is never a key or value and there is no
+residual (PAPER.md §3.2).
+
+Kinds (q' = W_KQ x̃, scores z_t over the L context tokens, output W_PV X a):
+
+- ``"linear"``  (Eq. 11): a = Xᵀ q' / L, no softmax.
+- ``"softmax"`` (Eq. 12): a = softmax(Xᵀ q').
+- ``"gaussian"`` (Eq. 14 with tied keys and queries, W_K = W_Q = W, W_KQ = WᵀW):
+  a = softmax(z), z_t = X_tᵀ W_KQ x̃ − ½ X_tᵀ W_KQ X_t, which is −½‖W X_t − W x̃‖² up to a t-independent constant.
+  With W_KQ = βI this is Tweedie's formula with the context's smoothed empirical prior (PAPER.md §9).
+  Separate W_K, W_Q: :mod:`icdmin.gaussian_attention`.
+
+Legend: ``B`` batch, ``n`` token dimension, ``L`` context length (clean tokens only).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _kernels
+from ._arrays import as_float_array, check_context, check_real
+from .energy import softmax
+
+__all__ = [
+    "KINDS",
+    "AttentionCache",
+    "attention",
+    "attention_forward",
+    "attention_backward",
+    "mse_forward",
+    "mse_backward",
+    "loss_and_grads",
+    "loss_and_grads_numpy",
+    "loss_and_grads_identity",
+    "backend_for",
+]
+
+KINDS = ("linear", "softmax", "gaussian")
+
+
+class AttentionCache(NamedTuple):
+    """What the backward pass needs from the forward pass."""
+
+    kind: str
+    X: np.ndarray  # (B, n, L) context
+    x_tilde: np.ndarray  # (B, n) query
+    W_KQ: np.ndarray  # (n, n)
+    W_PV: np.ndarray  # (n, n)
+    a: np.ndarray  # (B, L) attention weights (softmax) or scores / L (linear)
+    u: np.ndarray  # (B, n) X a, the attended context before W_PV
+
+
+def attention_forward(X, x_tilde, W_KQ, W_PV, kind):
+    """Attention output of each prompt (Eqs. 11, 12, 14), batched arrays only, no validation.
+
+    out = W_PV X a, with a = Xᵀ W_KQ x̃ / L (linear) or a = softmax(z) (softmax, gaussian; see module docstring).
+
+    Shapes: X (B, n, L), x_tilde (B, n), W_KQ, W_PV (n, n) -> out (B, n), AttentionCache.
+    """
+    L = X.shape[2]
+    qk = x_tilde @ W_KQ.T  # (B, n)     q' = W_KQ x̃
+    z = np.einsum("bil,bi->bl", X, qk)  # (B, L)     z_t = X_tᵀ q'
+    if kind == "linear":
+        a = z / L  # (B, L)     Eq. 11: weights X_tᵀ W_KQ x̃ / L
+    elif kind == "softmax":
+        a = softmax(z, axis=-1)  # (B, L)     Eq. 12
+    else:  # gaussian, tied W_K = W_Q
+        z = z - 0.5 * np.einsum("bil,ij,bjl->bl", X, W_KQ, X)  # (B, L)  − ½ X_tᵀ W_KQ X_t
+        a = softmax(z, axis=-1)  # (B, L)     Eq. 14
+    u = np.einsum("bil,bl->bi", X, a)  # (B, n)     u = X a
+    out = u @ W_PV.T  # (B, n)     out = W_PV u
+    return out, AttentionCache(kind, X, x_tilde, W_KQ, W_PV, a, u)
+
+
+def attention_backward(dout, cache: AttentionCache):
+    """Gradients of a scalar loss with respect to W_KQ and W_PV, given dloss/dout (manual backprop).
+
+    Shapes: dout (B, n) -> dW_KQ (n, n), dW_PV (n, n).
+    """
+    kind, X, x_tilde, W_KQ, W_PV, a, u = cache
+    L = X.shape[2]
+    # out = u @ W_PV.T
+    dW_PV = dout.T @ u  # (n, n)     Σ_b dout_b u_bᵀ
+    du = dout @ W_PV  # (B, n)     W_PVᵀ dout
+    # u = einsum("bil,bl->bi", X, a)
+    da = np.einsum("bil,bi->bl", X, du)  # (B, L)     Xᵀ du
+    if kind == "linear":
+        # a = z / L
+        dz = da / L  # (B, L)
+    else:
+        # a = softmax(z):  dz = a ⊙ (da − Σ_t a_t da_t)  (softmax VJP)
+        dz = a * (da - np.sum(a * da, axis=-1, keepdims=True))  # (B, L)
+    # z = einsum("bil,bi->bl", X, qk)
+    dqk = np.einsum("bil,bl->bi", X, dz)  # (B, n)     X dz
+    # qk = x_tilde @ W_KQ.T
+    dW_KQ = dqk.T @ x_tilde  # (n, n)     Σ_b dq'_b x̃_bᵀ
+    if kind == "gaussian":
+        # z = z − 0.5 * einsum("bil,ij,bjl->bl", X, W_KQ, X)
+        dW_KQ = dW_KQ - 0.5 * np.einsum("bil,bl,bjl->ij", X, dz, X)  # (n, n)  − ½ Σ_t dz_t X_t X_tᵀ
+    return dW_KQ, dW_PV
+
+
+def mse_forward(out, x):
+    """MSE over prompts and coordinates (API.md): mean over B·n of (out − x)².
+
+    Shapes: out, x (B, n) -> loss (scalar), cache (out − x).
+    """
+    diff = out - x  # (B, n)
+    return np.mean(diff * diff), diff
+
+
+def mse_backward(diff):
+    """dloss/dout of :func:`mse_forward`.
+
+    Shapes: diff (B, n) -> dout (B, n).
+    """
+    # loss = mean(diff * diff)
+    return (2.0 / diff.size) * diff  # (B, n)
+
+
+def loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
+    """:func:`loss_and_grads` through the NumPy specification (for parity tests and benchmarks).
+
+    Complex input is kept complex, which is what the complex-step gradient check needs.
+
+    Shapes: as :func:`loss_and_grads`.
+    """
+    X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
+    return _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
+
+
+def _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind):
+    out, cache = attention_forward(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
+    loss, diff = mse_forward(out, x)
+    dW_KQ, dW_PV = attention_backward(mse_backward(diff), cache)
+    return loss, dW_KQ, dW_PV
+
+
+def _loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind):
+    """Training-loop entry point: no validation, no conversion.
+
+    The caller guarantees batched C-contiguous arrays of one real dtype (float64 or float32), X (B, n, L),
+    x_tilde and x (B, n), W_KQ and W_PV (n, n), all finite, and ``kind`` in ``KINDS``. Returns
+    ``(loss, dW_KQ, dW_PV)`` with ``loss`` a Python float.
+    """
+    if _kernels.JIT_ENABLED:
+        loss, dW_KQ, dW_PV = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, x_tilde, x, W_KQ, W_PV)
+        return float(loss), dW_KQ, dW_PV
+    loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)
+    return float(loss), dW_KQ, dW_PV
+
+
+def backend_for(X, kind="softmax") -> str:
+    """``"numba"`` if :func:`loss_and_grads` / :func:`attention` run a fused kernel for this input, else ``"numpy"``.
+
+    The kernel is used exactly when numba imports with its JIT enabled (``_kernels.JIT_ENABLED``) and the
+    arrays are real float32/float64. Under ``NUMBA_DISABLE_JIT=1`` the kernels would run as plain Python loops,
+    about a thousand times slower than NumPy, so the NumPy specification is used (the kernel tests still call the
+    kernels directly).
+    """
+    return "numba" if _kernels.JIT_ENABLED and np.asarray(X).dtype in (np.float64, np.float32) else "numpy"
+
+
+def loss_and_grads(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
+    """MSE of the attention output against the clean targets, and its exact gradients (paper §3, Eqs. 11, 12, 14).
+
+    loss = mean over prompts and coordinates of (W_PV X a − x)²; a per ``kind`` (module docstring).
+
+    Parameters
+    ----------
+    X : array_like (n, L) or (B, n, L)
+        Clean context tokens as columns.
+    x_tilde : array_like (n,) or (B, n)
+        Noisy queries.
+    x : array_like, same shape as x_tilde
+        Clean targets.
+    W_KQ, W_PV : array_like (n, n)
+        Merged key-query and projection-value weights.
+    kind : {"linear", "softmax", "gaussian"}
+
+    Returns
+    -------
+    loss : float
+    dW_KQ, dW_PV : ndarray (n, n)
+
+    Shapes: X (B, n, L), x_tilde (B, n), x (B, n), W (n, n) -> float, (n, n), (n, n). Uses the fused Numba kernel
+    when :func:`backend_for` says so, the NumPy specification otherwise.
+    """
+    X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
+    if backend_for(X3, kind) == "numba":
+        loss, dW_KQ, dW_PV = _loss_and_grads_unchecked(X3, q2, x2, W_KQ, W_PV, kind)
+    else:
+        loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
+    if not np.isfinite(loss):
+        _require_finite(X=X3)
+    return loss, dW_KQ, dW_PV
+
+
+def attention(X, x_tilde, W_KQ, W_PV, kind="softmax"):
+    """Output of one-layer attention for each prompt: W_PV X a (paper Eqs. 11, 12, 14).
+
+    Linear: a = Xᵀ W_KQ x̃ / L. Softmax: a = softmax(Xᵀ W_KQ x̃). Gaussian (tied W_K = W_Q):
+    a = softmax(Xᵀ W_KQ x̃ − ½ diag(Xᵀ W_KQ X)). The query is not a key or value; no residual.
+
+    Shapes: X (n, L), x_tilde (n,) -> (n,); X (B, n, L), x_tilde (B, n) -> (B, n); W_KQ, W_PV (n, n).
+    Large batches run the fused forward-only Numba kernel (see :func:`backend_for`).
+    """
+    X3, q2, _, W_KQ, W_PV, kind, single = _prepare(X, x_tilde, None, W_KQ, W_PV, kind)
+    if backend_for(X3, kind) == "numba":
+        out = _kernels.forward(_kernels.KIND_CODES[kind], X3, q2, W_KQ, W_PV)  # (B, n)
+    else:
+        out, _ = attention_forward(X3, q2, W_KQ, W_PV, kind)  # (B, n)
+    if not np.all(np.isfinite(out)):
+        _require_finite(X=X3)
+    return out[0] if single else out
+
+
+def loss_and_grads_identity(X, x_tilde, x, alpha, beta, kind="softmax"):
+    """MSE and its gradients in the scaled-identity parameterisation W_KQ = βI, W_PV = αI (paper §3.3).
+
+    By the chain rule dloss/dα = tr(dW_PV) and dloss/dβ = tr(dW_KQ) at W_KQ = βI, W_PV = αI.
+
+    Shapes: as :func:`loss_and_grads` -> (float, float, float).
+    """
+    alpha = check_real("alpha", alpha)
+    beta = check_real("beta", beta)
+    X3 = np.asarray(X)
+    n = X3.shape[-2] if X3.ndim >= 2 else 0
+    eye = np.eye(n, dtype=X3.dtype if X3.dtype in (np.float32, np.float64) else np.float64)
+    loss, dW_KQ, dW_PV = loss_and_grads(X, x_tilde, x, beta * eye, alpha * eye, kind)
+    return loss, float(np.trace(dW_PV)), float(np.trace(dW_KQ))
+
+
+def _require_finite(**arrays):
+    """Raise ValueError naming the first argument that holds NaN or inf (called only after a non-finite result)."""
+    for name, arr in arrays.items():
+        as_float_array(name, arr, finite=True)
+
+
+def _prepare(X, x_tilde, x, W_KQ, W_PV, kind):
+    """Validate and bring to batched, C-contiguous arrays of one dtype.
+
+    Small arrays are checked for NaN/inf here; the context X (the only large one) is checked only if the result is
+    non-finite, since any NaN/inf in X reaches the output. This keeps the per-call overhead O(n² + B n).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    X3, q2, single = check_context(X, x_tilde, finite=False)
+    B, n, _ = X3.shape
+    W_KQ = as_float_array("W_KQ", W_KQ, ndim=2)
+    W_PV = as_float_array("W_PV", W_PV, ndim=2)
+    for name, W in (("W_KQ", W_KQ), ("W_PV", W_PV)):
+        if W.shape != (n, n):
+            raise ValueError(f"{name} must have shape ({n}, {n}) to match X with n={n}, got {W.shape}")
+    arrays = [X3, q2, W_KQ, W_PV]
+    if x is not None:
+        x2 = as_float_array("x", x, ndim=(1, 2))
+        x2 = x2[None] if x2.ndim == 1 else x2
+        if x2.shape != q2.shape:
+            raise ValueError(f"x must have the shape of x_tilde, {q2.shape[1:] if single else q2.shape}, "
+                             f"got {np.shape(x)}")
+        arrays.append(x2)
+    dtype = np.result_type(*arrays)
+    X3, q2, W_KQ, W_PV, *rest = (np.ascontiguousarray(a, dtype=dtype) for a in arrays)
+    x2 = rest[0] if rest else None
+    for name, arr in (("x_tilde", q2), ("W_KQ", W_KQ), ("W_PV", W_PV), ("x", x2)):
+        if arr is not None and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf")
+    return X3, q2, x2, W_KQ, W_PV, kind, single
