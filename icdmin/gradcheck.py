@@ -1,0 +1,148 @@
+"""Gradient checks shipped with the package: manual gradients against numerical ones (STYLE.md §F).
+
+Two independent checks of ``loss_and_grads``-style functions ``f(params) -> (loss, grads)``:
+
+1. :func:`directional_error` (HIPS/autograd's ``check_vjp``): for a random direction U, the central difference
+   (f(P + εU) − f(P − εU)) / 2ε against ⟨dP, U⟩. One scalar per parameter, works for every path (NumPy, Numba
+   kernels, float64 only). Its error is O(ε²) truncation plus O(eps_machine / ε) rounding, about 1e-10 at ε = 1e-5.
+2. :func:`complex_step_error` (MyGrad): elementwise Im f(P + ihE_ij) / h with h = 1e-20, exact to rounding because
+   nothing on the NumPy path is non-analytic (the softmax max shift uses the real part only). Tiny shapes only.
+
+``python -m icdmin gradcheck`` runs :func:`main`: every kind and parameterisation, prints the worst relative error
+per parameter and method, and ``overall okay: 1`` (exit 0) or ``overall okay: 0`` (exit 1).
+
+Legend: ``B`` batch, ``n`` token dimension, ``L`` context length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._arrays import check_rng
+from .attention import KINDS, _kernels, loss_and_grads, loss_and_grads_identity, loss_and_grads_numpy
+from .gaussian_attention import loss_and_grads_gaussian
+
+__all__ = ["directional_error", "complex_step_error", "check_all", "main", "TOLERANCES"]
+
+# Worst relative errors accepted by main(): complex step is exact to rounding (STYLE.md: 1e-8); the central
+# difference at eps = 1e-5 has O(1e-10) truncation and rounding error, 1e-6 leaves room for curvature.
+TOLERANCES = {"complex-step": 1e-8, "directional": 1e-6}
+
+
+def _rel(num, ana) -> float:
+    """|num − ana| relative to the larger magnitude (the gradients are O(1) here, never all zero)."""
+    scale = max(np.max(np.abs(num)), np.max(np.abs(ana)), 1e-300)
+    return float(np.max(np.abs(num - ana)) / scale)
+
+
+def _arg(p):
+    """Scalars (alpha, beta) go back to the function as Python floats."""
+    return float(p) if np.ndim(p) == 0 else p
+
+
+def directional_error(f, params, rng, eps: float = 1e-5):
+    """Relative error of ⟨grad, U⟩ against the central difference along a random unit direction U.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(*params) -> (loss, *grads)``, one gradient per parameter.
+    params : sequence of ndarray or float
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    list of float, one relative error per parameter.
+    """
+    rng = check_rng(rng)
+    params = [np.asarray(p, dtype=np.float64) for p in params]
+    grads = f(*map(_arg, params))[1:]
+    errors = []
+    for k, (p, g) in enumerate(zip(params, grads)):
+        U = rng.standard_normal(p.shape)
+        U /= np.linalg.norm(U) or 1.0
+        h = eps * max(1.0, float(np.max(np.abs(p))))
+        plus = [_arg(q if j != k else p + h * U) for j, q in enumerate(params)]
+        minus = [_arg(q if j != k else p - h * U) for j, q in enumerate(params)]
+        numerical = (f(*plus)[0] - f(*minus)[0]) / (2 * h)
+        analytic = float(np.sum(np.asarray(g) * U))
+        errors.append(_rel(np.float64(numerical), np.float64(analytic)))
+    return errors
+
+
+def complex_step_error(f, params, h: float = 1e-20):
+    """Worst relative error of each manual gradient against the elementwise complex step Im f(P + ihE) / h.
+
+    ``f`` must be complex-analytic in its parameters (the NumPy path). Returns one error per parameter, relative to
+    the largest entry of that gradient.
+    """
+    params = [np.asarray(p, dtype=np.float64) for p in params]
+    grads = f(*params)[1:]
+    errors = []
+    for k, (p, g) in enumerate(zip(params, grads)):
+        numerical = np.empty(p.shape)
+        for idx in np.ndindex(p.shape):
+            pc = p.astype(np.complex128)
+            pc[idx] += 1j * h
+            args = [q if j != k else pc for j, q in enumerate(params)]
+            numerical[idx] = np.imag(f(*args)[0]) / h
+        errors.append(_rel(numerical, np.real(np.asarray(g))))
+    return errors
+
+
+def _problem(rng, B, n, L, scale=1.0):
+    X = rng.standard_normal((B, n, L)) / np.sqrt(n)  # (B, n, L) unit-norm-ish tokens
+    x = rng.standard_normal((B, n)) / np.sqrt(n)  # (B, n)
+    x_tilde = x + 0.5 * rng.standard_normal((B, n)) / np.sqrt(n)  # (B, n)
+    W_KQ = scale * rng.uniform(-1, 1, (n, n))  # (n, n)
+    W_PV = rng.uniform(-1, 1, (n, n))  # (n, n)
+    return X, x_tilde, x, W_KQ, W_PV
+
+
+def check_all(seed: int = 0, repeats: int = 3):
+    """Worst relative errors for every kind, parameterisation, parameter and method.
+
+    Returns a dict ``{(model, parameter, method): worst error}``.
+    """
+    rng = np.random.default_rng(seed)
+    worst: dict = {}
+
+    def record(model, names, method, errors):
+        for name, err in zip(names, errors):
+            key = (model, name, method)
+            worst[key] = max(worst.get(key, 0.0), err)
+
+    for _ in range(repeats):
+        for kind in KINDS:
+            X, q, x, W_KQ, W_PV = _problem(rng, 2, 3, 5, scale=2.0)  # tiny: elementwise complex step
+            f = lambda A, P, kind=kind, X=X, q=q, x=x: loss_and_grads_numpy(X, q, x, A, P, kind)  # noqa: E731
+            record(kind, ("W_KQ", "W_PV"), "complex-step", complex_step_error(f, (W_KQ, W_PV)))
+            X, q, x, W_KQ, W_PV = _problem(rng, 8, 6, 40, scale=2.0)  # the dispatched path (kernel if numba)
+            g = lambda A, P, kind=kind, X=X, q=q, x=x: loss_and_grads(X, q, x, A, P, kind)  # noqa: E731
+            record(kind, ("W_KQ", "W_PV"), "directional", directional_error(g, (W_KQ, W_PV), rng))
+            X, q, x, _, _ = _problem(rng, 4, 5, 30)
+            h = lambda a, b, kind=kind, X=X, q=q, x=x: loss_and_grads_identity(X, q, x, a, b, kind)  # noqa: E731
+            alpha, beta = rng.uniform(0.5, 2.0, 2)
+            record(kind + " identity", ("alpha", "beta"), "directional", directional_error(h, (alpha, beta), rng))
+        X, q, x, _, W_PV = _problem(rng, 2, 3, 5)
+        W_K, W_Q = rng.uniform(-1, 1, (2, 4, 3))  # (m, n) = (4, 3): rectangular on purpose
+        f = lambda K, Q, P, X=X, q=q, x=x: loss_and_grads_gaussian(X, q, x, K, Q, P)  # noqa: E731
+        names = ("W_K", "W_Q", "W_PV")
+        record("gaussian W_K,W_Q", names, "complex-step", complex_step_error(f, (W_K, W_Q, W_PV)))
+        record("gaussian W_K,W_Q", names, "directional", directional_error(f, (W_K, W_Q, W_PV), rng))
+    return worst
+
+
+def main(seed: int = 0) -> int:
+    """Print the worst relative error per model, parameter and method; return 0 if all pass, 1 otherwise."""
+    worst = check_all(seed)
+    backend = "numba kernels" if _kernels.JIT_ENABLED else "numpy"
+    print(f"gradient check, seed {seed} (directional checks run the dispatched path: {backend})")
+    print(f"{'model':<20} {'parameter':<8} {'method':<13} {'worst rel. error':>16}  tolerance  ok")
+    okay = True
+    for (model, name, method), err in worst.items():
+        ok = err <= TOLERANCES[method]
+        okay &= ok
+        print(f"{model:<20} {name:<8} {method:<13} {err:16.2e}  {TOLERANCES[method]:9.0e}  {int(ok)}")
+    print(f"overall okay: {int(okay)}")
+    return 0 if okay else 1
