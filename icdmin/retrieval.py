@@ -1,0 +1,174 @@
+"""One gradient step versus exact retrieval versus iterating to a minimum (paper §4, Fig. 5), as plain data.
+
+The trained softmax layer is one descent step (Eq. 17, γ = α) on the context energy (Eq. 16). This module measures,
+on fresh prompts of a task, how that one step compares with the noisy query, with k steps, with descent run to
+convergence (the usual Hopfield use), with exact retrieval of the best-matching context token and with the oracle
+Bayes estimator; and it computes the 2-D energy landscape and descent trajectories of Fig. 5 (PAPER.md §5.6).
+The energy maths itself lives in :mod:`icdmin.energy`.
+
+Legend: ``B`` prompts, ``n`` token dimension, ``L`` context tokens (columns of ``X``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._arrays import as_float_array, check_int, check_positive, check_rng
+from .energy import descend, descent_step, energy
+
+__all__ = ["retrieval_comparison", "format_retrieval_table", "energy_landscape", "circle_trajectories"]
+
+_CHUNK_ELEMENTS = 2**21  # prompts are processed in chunks of about this many X entries (16 MB), cache-friendly
+
+
+def _stats(sq_err: np.ndarray, n: int) -> dict:
+    """Mean total squared error and per-coordinate MSE, each with its Monte-Carlo standard error."""
+    B = sq_err.shape[0]
+    se = float(np.std(sq_err, ddof=1) / np.sqrt(B)) if B > 1 else float("nan")
+    mean = float(np.mean(sq_err))
+    return {"total_sq_error": mean, "total_sq_error_se": se, "mse": mean / n, "mse_se": se / n}
+
+
+def _nearest_token_distance(s: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """min_t |s_b − X_{b,t}|. Shapes: s (B, n), X (B, n, L) -> (B,)."""
+    d2 = np.sum(X * X, axis=1) - 2 * np.einsum("bnl,bn->bl", X, s) + np.sum(s * s, axis=1)[:, None]  # (B, L)
+    return np.sqrt(np.maximum(np.min(d2, axis=1), 0.0))
+
+
+def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 5, 50), converge_steps=500,
+                         tol=1e-8, near_tol=1e-3) -> dict:
+    """Error of one descent step vs k steps, convergence, exact retrieval and the oracle on fresh prompts (§4).
+
+    Estimators of the clean token x from a prompt (X, x̃), all on the same prompts:
+
+    - ``"query"``: x̃ itself;
+    - ``"k step(s)"`` for k in ``steps``: k iterations of Eq. (17) with γ = α from s(0) = x̃ (k = 1 is softmax
+      attention with W_KQ = βI, W_PV = αI);
+    - ``"converged"``: descent until every |∇E| < ``tol`` or ``converge_steps`` steps in total;
+    - ``"retrieval"``: the context token X_t with the largest ⟨X_t, x̃⟩ (exact retrieval);
+    - ``"oracle"``: ``task.posterior_mean(prompts)``, the Bayes estimator (Props. 2-4).
+
+    Parameters
+    ----------
+    task : object with ``n``, ``sample(rng, batch, L) -> Prompts`` and ``posterior_mean(prompts)`` (icdmin.tasks).
+    L : int >= 1, context length.  alpha, beta : float > 0, the energy's α and β (Eq. 16).
+    rng : numpy.random.Generator.  batch : int >= 2, number of prompts.
+    steps : sequence of int >= 1.  converge_steps : int >= 1.  tol, near_tol : float > 0.
+
+    Returns
+    -------
+    dict of plain data: ``"setting"``; ``"estimators"``: name -> {``total_sq_error`` (sum over coordinates, mean
+    over prompts), ``total_sq_error_se``, ``mse`` (per coordinate), ``mse_se``} (standard errors of the mean over
+    prompts); ``"converged"``: {``n_steps`` (most steps any chunk ran), ``fraction_converged``,
+    ``near_token_fraction`` (endpoints within ``near_tol`` of a context token), ``median_nearest_distance``}.
+
+    Shapes: prompts X (B, n, L), x_tilde, x (B, n); all outputs are floats and lists.
+    """
+    rng = check_rng(rng)
+    L = check_int("L", L, minimum=1)
+    alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
+    batch = check_int("batch", batch, minimum=2)
+    steps = sorted({check_int("steps", k, minimum=1) for k in steps})
+    converge_steps = check_int("converge_steps", converge_steps, minimum=1)
+    tol, near_tol = check_positive("tol", tol), check_positive("near_tol", near_tol)
+
+    names = ["query"] + [f"{k} step" + ("s" if k > 1 else "") for k in steps] + ["converged", "retrieval", "oracle"]
+    errs = {name: [] for name in names}
+    near, conv, n_run = [], [], 0
+    n = check_int("task.n", task.n, minimum=1)
+    chunk = max(1, _CHUNK_ELEMENTS // (n * L))  # prompts per chunk
+    done = 0
+    while done < batch:
+        prompts = task.sample(rng, min(chunk, batch - done), L)
+        X, x_tilde, x = prompts.X, prompts.x_tilde, prompts.x  # (b, n, L), (b, n), (b, n)
+
+        def sq(est):
+            return np.sum((est - x) ** 2, axis=1)  # (b,)
+
+        errs["query"].append(sq(x_tilde))
+        s, taken = x_tilde, 0
+        for k, name in zip(steps, names[1 : 1 + len(steps)]):
+            s = descend(s, X, alpha, beta, steps=k - taken).s  # (b, n), Eq. (17) with γ = α
+            taken = k
+            errs[name].append(sq(s))
+        start, budget = (s, converge_steps - taken) if converge_steps >= taken else (x_tilde, converge_steps)
+        res = descend(start, X, alpha, beta, steps=budget, tol=tol)
+        errs["converged"].append(sq(res.s))
+        conv.append(res.converged)
+        near.append(_nearest_token_distance(res.s, X))
+        n_run = max(n_run, res.n_steps + (converge_steps - budget))
+        best = np.argmax(np.einsum("bnl,bn->bl", X, x_tilde), axis=1)  # (b,) largest <X_t, x_tilde>
+        errs["retrieval"].append(sq(X[np.arange(X.shape[0]), :, best]))
+        errs["oracle"].append(sq(task.posterior_mean(prompts)))
+        done += X.shape[0]
+
+    near_d = np.concatenate(near)
+    return {
+        "setting": {"task": repr(task), "n": int(n), "L": L, "alpha": alpha, "beta": beta, "batch": batch,
+                    "steps": steps, "converge_steps": converge_steps, "tol": tol, "near_tol": near_tol},
+        "estimators": {name: _stats(np.concatenate(errs[name]), n) for name in names},
+        "converged": {
+            "n_steps": int(n_run),
+            "fraction_converged": float(np.mean(np.concatenate(conv))),
+            "near_token_fraction": float(np.mean(near_d < near_tol)),
+            "median_nearest_distance": float(np.median(near_d)),
+        },
+    }
+
+
+def format_retrieval_table(result: dict) -> str:
+    """Plain-text table of a :func:`retrieval_comparison` result (total squared error and MSE per coordinate)."""
+    lines = [f"{'estimator':<12} {'total sq. err':>14} {'± s.e.':>9} {'MSE/coord':>11} {'± s.e.':>9}"]
+    for name, st in result["estimators"].items():
+        lines.append(f"{name:<12} {st['total_sq_error']:>14.4f} {st['total_sq_error_se']:>9.4f} "
+                     f"{st['mse']:>11.5f} {st['mse_se']:>9.5f}")
+    c = result["converged"]
+    lines.append(f"converged endpoints: {100 * c['fraction_converged']:.1f}% with |grad| < tol after "
+                 f"<= {c['n_steps']} steps; {100 * c['near_token_fraction']:.1f}% within near_tol of a context "
+                 f"token; median distance to the nearest token {c['median_nearest_distance']:.4f}")
+    return "\n".join(lines)
+
+
+def energy_landscape(X, alpha, beta, xs, ys):
+    """The energy (16) of one 2-D context on the grid {(x, y) : x in xs, y in ys} (Fig. 5 contours).
+
+    Shapes: X (2, L); xs (nx,), ys (ny,) -> (ny, nx), entry [i, j] at the state (xs[j], ys[i]).
+    """
+    X = as_float_array("X", X, ndim=2)
+    if X.shape[0] != 2:
+        raise ValueError(f"X must have shape (2, L) for a 2-D landscape, got {X.shape}")
+    xs, ys = as_float_array("xs", xs, ndim=1), as_float_array("ys", ys, ndim=1)
+    gx, gy = np.meshgrid(xs, ys)  # (ny, nx) each
+    S = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (ny*nx, 2) states sharing the context X
+    return energy(S, X, alpha, beta).reshape(len(ys), len(xs))
+
+
+def circle_trajectories(rng, *, L=20, R=1.0, sigma2_z=0.1, alpha=1.0, beta=10.0, n_traj=3, steps=(1, 50),
+                        grid=100, lim=1.5) -> dict:
+    """Data of Fig. 5 (PAPER.md §5.6): a circle context, its energy landscape and descent trajectories.
+
+    L context tokens at uniform random angles on the radius-R circle (n = 2, d = 1); ``n_traj`` clean points
+    uniform on the circle, their queries x̃ = x + N(0, σZ² I₂); from each query, descent (Eq. 17, γ = α) for
+    each k in ``steps``; the energy (16) on a ``grid`` × ``grid`` grid over [−lim, lim]².
+
+    Returns
+    -------
+    dict of arrays: ``X`` (2, L), ``x`` (n_traj, 2), ``x_tilde`` (n_traj, 2), ``xs``, ``ys`` (grid,),
+    ``energy`` (grid, grid) indexed [y, x], ``trajectories``: {k: (k+1, n_traj, 2)}, and ``one_step``
+    (n_traj, 2), the attention output α X softmax(β Xᵀ x̃).
+    """
+    rng = check_rng(rng)
+    L, n_traj, grid = check_int("L", L, minimum=1), check_int("n_traj", n_traj, minimum=1), check_int("grid", grid,
+                                                                                                    minimum=2)
+    R, sigma2_z, lim = check_positive("R", R), check_positive("sigma2_z", sigma2_z), check_positive("lim", lim)
+    theta = rng.uniform(0, 2 * np.pi, L)  # (L,)
+    X = R * np.stack([np.cos(theta), np.sin(theta)])  # (2, L)
+    phi = rng.uniform(0, 2 * np.pi, n_traj)
+    x = R * np.stack([np.cos(phi), np.sin(phi)], axis=1)  # (n_traj, 2)
+    x_tilde = x + np.sqrt(sigma2_z) * rng.standard_normal((n_traj, 2))
+    xs = ys = np.linspace(-lim, lim, grid)
+    trajectories = {int(k): descend(x_tilde, X, alpha, beta, steps=k, return_trajectory=True).trajectory
+                    for k in steps}
+    return {"X": X, "x": x, "x_tilde": x_tilde, "xs": xs, "ys": ys,
+            "energy": energy_landscape(X, alpha, beta, xs, ys), "trajectories": trajectories,
+            "one_step": descent_step(x_tilde, X, alpha, beta)}
