@@ -10,4 +10,19 @@ tokens; the query ``x_tilde`` is ``(n,)`` or ``(B, n)``; an MSE is the mean over
 __version__ = "0.1.0"
 
 from ._arrays import mse
-from .energy import lse, softmax
+from .energy import (
+    DescentResult,
+    descend,
+    descent_step,
+    energy,
+    energy_grad,
+    energy_hessian,
+    is_gradient_flow,
+    linear_descent_step,
+    linear_energy,
+    linear_energy_grad,
+    lse,
+    softmax,
+    update_jacobian,
+)
+from .retrieval import circle_trajectories, energy_landscape, format_retrieval_table, retrieval_comparison

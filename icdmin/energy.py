@@ -43,7 +43,8 @@ def lse(z, axis: int = -1):
     """
     z = np.asarray(z)
     m = np.max(z.real, axis=axis, keepdims=True)  # (..., 1)
-    out = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))  # (..., 1)
+    e = _shifted(z, m)  # (..., L)  z − max, a fresh float array
+    out = m + np.log(np.sum(np.exp(e, out=e), axis=axis, keepdims=True))  # (..., 1)
     return np.squeeze(out, axis=axis)
 
 
@@ -54,8 +55,16 @@ def softmax(z, axis: int = -1):
     """
     z = np.asarray(z)
     m = np.max(z.real, axis=axis, keepdims=True)  # (..., 1)
-    e = np.exp(z - m)  # (..., L)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = _shifted(z, m)  # (..., L)
+    np.exp(e, out=e)  # in place: no second large temporary
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _shifted(z, m):
+    """z − m as a fresh float (or complex) array that the caller may overwrite."""
+    e = z - m
+    return e if e.dtype.kind in "fc" else e.astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -91,8 +100,17 @@ def _out(a, single):
 
 
 def _retrieve(s2, X, shared, beta):
-    """X softmax(β Xᵀ s): the attention read-out of Eq. (17). Shapes: (B, n) -> (B, n)."""
-    return _readout(softmax(beta * _scores(s2, X, shared)), X, shared)  # (B, n)
+    """X softmax(β Xᵀ s): the attention read-out of Eq. (17). Shapes: (B, n) -> (B, n).
+
+    Same arithmetic as ``softmax(beta * z)``, done in place on the (B, L) score buffer (one large temporary per
+    call instead of four: at n=16, L=499 the allocations, not the flops, dominate).
+    """
+    z = _scores(s2, X, shared)  # (B, L)
+    z *= beta
+    z -= np.max(z.real, axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= np.sum(z, axis=-1, keepdims=True)  # (B, L)  softmax(β Xᵀ s)
+    return _readout(z, X, shared)  # (B, n)
 
 
 # ----------------------------------------------------------------------------------------------------------------
