@@ -29,28 +29,44 @@ __all__ = [
 ]
 
 _CF_TERMS = 40  # continued-fraction depth for small kappa; the truncation error is < (kappa²/4ν²)^40 ≈ 0 there
+_HANKEL_KAPPA = 1e7  # above this (and 100 ν²) the Hankel expansion replaces ive, which fails past ~1e9
 _WEIGHT_SUM_TOL = 1e-9  # |Σw - 1|: far above the K·eps rounding of user-normalised weights, far below real mistakes
 
 
-def _ive_ratio(nu, kappa):
-    """I_ν(κ) / I_{ν-1}(κ), stable for κ -> 0 and κ in the thousands.
+def _hankel_ive(nu, x, terms: int = 8):
+    """Large-x Hankel expansion of I_ν(x) e^{-x} √(2πx) (A&S 9.7.1): Σ_k (-1)^k a_k(ν) / x^k,
+    a_k = Π_{j<=k} (4ν² - (2j-1)²) / (k! 8^k). Used only where x >= 100 ν², so each term is < 1/800 of the last."""
+    mu = 4.0 * nu * nu
+    term = np.ones_like(x)
+    total = np.ones_like(x)
+    for k in range(1, terms + 1):
+        term = -term * (mu - (2 * k - 1) ** 2) / (k * 8.0 * x)
+        total = total + term
+    return total
 
-    Large κ: ``ive(ν, κ)/ive(ν-1, κ)`` (the e^{-κ} scalings cancel). Small κ, or where ``ive(ν-1, κ)`` underflows
-    (κ << ν): Gauss's continued fraction I_ν/I_{ν-1} = κ / (2ν + κ²/(2(ν+1) + κ²/(2(ν+2) + ...))), which tends to
-    κ/(2ν) and never forms 0/0.
+
+def _ive_ratio(nu, kappa):
+    """I_ν(κ) / I_{ν-1}(κ), stable for κ -> 0 and κ up to 1e300.
+
+    Three branches: (1) 1 <= κ < max(1e7, 100ν²): ``ive(ν, κ)/ive(ν-1, κ)`` (the e^{-κ} scalings cancel);
+    (2) κ < 1, or where ``ive(ν-1, κ)`` underflows (κ << ν): Gauss's continued fraction
+    I_ν/I_{ν-1} = κ / (2ν + κ²/(2(ν+1) + κ²/(2(ν+2) + ...))), which tends to κ/(2ν) and never forms 0/0;
+    (3) κ >= max(1e7, 100ν²), where ``ive`` returns NaN beyond ~1e9: the Hankel expansion of both functions.
     """
     nu, kappa = np.broadcast_arrays(np.asarray(nu, dtype=np.float64), np.asarray(kappa, dtype=np.float64))
     out = np.empty(nu.shape)
-    big = kappa >= 1.0
+    huge = kappa >= np.maximum(_HANKEL_KAPPA, 100.0 * nu * nu)
+    if np.any(huge):
+        kh, nh = kappa[huge], nu[huge]
+        out[huge] = _hankel_ive(nh, kh) / _hankel_ive(nh - 1.0, kh)
+    big = (kappa >= 1.0) & ~huge
     if np.any(big):
         num, den = ive(nu[big], kappa[big]), ive(nu[big] - 1.0, kappa[big])
         ok = den > 1e-290
-        r = np.empty(num.shape)
-        r[ok] = num[ok] / den[ok]
         big_idx = np.flatnonzero(big)
-        out.flat[big_idx[ok]] = r[ok]
+        out.flat[big_idx[ok]] = num[ok] / den[ok]
         big.flat[big_idx[~ok]] = False  # underflow: κ << ν, the continued fraction converges fast
-    small = ~big
+    small = ~big & ~huge
     if np.any(small):
         ks, ns = kappa[small], nu[small]
         k2 = ks * ks

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._arrays import as_float_array, check_int, check_positive, check_real, check_rng
 from .bayes import (
+    bayes_risk_linear,
     check_weights,
     posterior_mean_gmm,
     posterior_mean_gmm_general,
@@ -68,7 +69,7 @@ class Prompts:
             raise ValueError(f"idx must be a 1-d integer array or a boolean mask, got dtype {idx.dtype}")
         elif idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise ValueError(f"idx out of range for a batch of {len(self)} prompts")
-        if not np.any(idx) and idx.dtype == bool or idx.size == 0:
+        if idx.size == 0 or (idx.dtype == bool and not idx.any()):
             raise ValueError("idx selects no prompt")
 
         def take(a):
@@ -230,7 +231,7 @@ class LinearTask:
         s = self.sigma2_0 * self.sigma2_z / (self.sigma2_0 + self.sigma2_z)
         if self._A is not None and self.target == "transformed":
             return s * self.d / self.n * float(np.sum(self._A**2)) / self.n
-        return s * self.d / self.n
+        return bayes_risk_linear(self.n, self.d, self.sigma2_0, self.sigma2_z)
 
 
 @dataclass(frozen=True)
