@@ -193,12 +193,13 @@ def loss_and_grads(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
     when :func:`backend_for` says so, the NumPy specification otherwise.
     """
     X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
-    if backend_for(X3, kind) == "numba":
-        loss, dW_KQ, dW_PV = _loss_and_grads_unchecked(X3, q2, x2, W_KQ, W_PV, kind)
-    else:
-        loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
-    if not np.isfinite(loss):
-        _require_finite(X=X3)
+    with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
+        if backend_for(X3, kind) == "numba":
+            loss, dW_KQ, dW_PV = _loss_and_grads_unchecked(X3, q2, x2, W_KQ, W_PV, kind)
+        else:
+            loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
+    if not (np.isfinite(loss) and np.all(np.isfinite(dW_KQ)) and np.all(np.isfinite(dW_PV))):
+        _non_finite("loss_and_grads", X3)
     return loss, dW_KQ, dW_PV
 
 
@@ -212,12 +213,13 @@ def attention(X, x_tilde, W_KQ, W_PV, kind="softmax"):
     Large batches run the fused forward-only Numba kernel (see :func:`backend_for`).
     """
     X3, q2, _, W_KQ, W_PV, kind, single = _prepare(X, x_tilde, None, W_KQ, W_PV, kind)
-    if backend_for(X3, kind) == "numba":
-        out = _kernels.forward(_kernels.KIND_CODES[kind], X3, q2, W_KQ, W_PV)  # (B, n)
-    else:
-        out, _ = attention_forward(X3, q2, W_KQ, W_PV, kind)  # (B, n)
+    with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
+        if backend_for(X3, kind) == "numba":
+            out = _kernels.forward(_kernels.KIND_CODES[kind], X3, q2, W_KQ, W_PV)  # (B, n)
+        else:
+            out, _ = attention_forward(X3, q2, W_KQ, W_PV, kind)  # (B, n)
     if not np.all(np.isfinite(out)):
-        _require_finite(X=X3)
+        _non_finite("attention", X3)
     return out[0] if single else out
 
 
@@ -237,10 +239,13 @@ def loss_and_grads_identity(X, x_tilde, x, alpha, beta, kind="softmax"):
     return loss, float(np.trace(dW_PV)), float(np.trace(dW_KQ))
 
 
-def _require_finite(**arrays):
-    """Raise ValueError naming the first argument that holds NaN or inf (called only after a non-finite result)."""
-    for name, arr in arrays.items():
-        as_float_array(name, arr, finite=True)
+def _non_finite(where, X):
+    """Called only after a non-finite result: name the input that holds NaN/inf, or report an overflow.
+
+    The small inputs were checked up front, so the culprit is the context X or, with finite X, an overflow.
+    """
+    as_float_array("X", X, finite=True)
+    raise ValueError(f"{where}: non-finite result from finite inputs (overflow: reduce the scale of X or the weights)")
 
 
 def _prepare(X, x_tilde, x, W_KQ, W_PV, kind):

@@ -209,3 +209,9 @@ def test_nan_in_one_context_token_is_caught():
             loss_and_grads(X, x_tilde, x, W_KQ, W_PV, kind)
         with pytest.raises(ValueError, match="X contains NaN or inf"):
             attention(X, x_tilde, W_KQ, W_PV, kind)
+
+
+def test_overflow_from_finite_inputs_is_reported():
+    X, x_tilde, x, W_KQ, W_PV = _problem(0, 2, 3, 4)
+    with pytest.raises(ValueError, match="overflow"):
+        loss_and_grads(X, x_tilde, x, 1e300 * np.ones((3, 3)), 1e300 * np.ones((3, 3)), "linear")
