@@ -1,0 +1,396 @@
+"""Training the one-layer attention denoiser: the paper's protocol, online training, the scaled-identity model.
+
+The paper's protocol (PAPER.md §5.1, REFERENCE.md): ``n_prompts = 1000`` prompts, each with its own task, split at
+random into 800 training and 200 test prompts; mini-batches of 80 reshuffled every epoch (the last batch is smaller
+when 80 does not divide the training set, as torch's ``DataLoader``); Adam with lr 1e-2 (torch defaults,
+:func:`icdmin.optim.adam_step`); the rate multiplied by 0.1 at 80 % and 90 % of the epochs
+(:func:`icdmin.optim.step_schedule`); weights initialised iid U[-1/sqrt(n), 1/sqrt(n)] (PAPER.md §3.2); 100 epochs
+for the linear task and 200 otherwise. The loss is the MSE of Eq. (9) divided by the number of prompts and
+coordinates (PAPER.md §1, "Code normalisation").
+
+Unlike the authors' printed loss (a mean of per-batch means), the recorded train and test MSEs are *exact*: the
+MSE over the whole set with the weights at the end of the epoch (and at epoch 0, before any step).
+
+Randomness: ``data_seed`` (default: ``seed``) fixes the dataset, its split and the fresh evaluation prompts; ``seed``
+fixes the initialisation and the batch order. Each stream is its own ``np.random.Generator`` built from
+``[seed, stream]``, so two runs with the same seeds give bit-identical weights.
+
+Legend: ``B`` batch, ``n`` ambient dimension, ``L`` context length (clean tokens), ``E`` epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import attention
+from ._arrays import as_float_array, check_int, check_positive, check_real, mse
+from .optim import _adam_update, _sgd_update, step_schedule
+from .tasks import LinearTask
+
+__all__ = ["TrainResult", "init_weights", "mean_abs_offdiagonal", "mean_diagonal", "paper_epochs", "train"]
+
+KINDS = ("linear", "softmax")
+IDENTITY_INIT = 0.1  # alpha = beta = 0.1 for model="identity", as the authors' "ForceDiag" models (PAPER.md §3.2)
+_DATA, _INIT, _FRESH, _STREAM = 1, 2, 3, 4  # stream ids of the random generators (see module docstring)
+_EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
+
+
+def paper_epochs(task) -> int:
+    """Epochs of the paper's protocol: 100 for the linear task, 200 for the sphere and the mixture (PAPER.md §5.1)."""
+    return 100 if isinstance(task, LinearTask) else 200
+
+
+def init_weights(n: int, rng: np.random.Generator, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Draw (W_KQ, W_PV) with iid entries U[-1/sqrt(n), 1/sqrt(n)] (paper Fig. 3 caption, PAPER.md §3.2).
+
+    W_KQ is drawn first, then W_PV, from the same generator.
+
+    Shapes: -> W_KQ (n, n), W_PV (n, n).
+    """
+    n = check_int("n", n, minimum=1)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    bound = 1.0 / math.sqrt(n)
+    W_KQ = rng.uniform(-bound, bound, size=(n, n)).astype(dtype)  # (n, n)
+    W_PV = rng.uniform(-bound, bound, size=(n, n)).astype(dtype)  # (n, n)
+    return W_KQ, W_PV
+
+
+def mean_diagonal(W) -> float:
+    """Mean of the diagonal of a square matrix (the scale of the identity part; PAPER.md §5, γ = product)."""
+    W = as_float_array("W", W, ndim=2)
+    return float(np.mean(np.diag(W)))
+
+
+def mean_abs_offdiagonal(W) -> float:
+    """Mean absolute value of the off-diagonal entries of a square matrix (0 for a 1x1 matrix)."""
+    W = as_float_array("W", W, ndim=2)
+    n = W.shape[0]
+    if W.shape != (n, n):
+        raise ValueError(f"W must be square, got shape {W.shape}")
+    if n == 1:
+        return 0.0
+    return float((np.abs(W).sum() - np.abs(np.diag(W)).sum()) / (n * n - n))
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Shapes: W_KQ, W_PV (n, n); history values are lists with one entry per evaluation; snapshots["W_KQ"] and
+    snapshots["W_PV"] are (S, n, n) arrays.
+    """
+
+    W_KQ: np.ndarray  # final key-query weights (beta * I for the identity model)
+    W_PV: np.ndarray  # final projection-value weights (alpha * I for the identity model)
+    alpha: float  # mean diagonal of W_PV (the scalar itself for the identity model)
+    beta: float  # mean diagonal of W_KQ (the scalar itself for the identity model)
+    history: dict  # per evaluation: "epoch", "train_mse", "test_mse", "alpha", "beta", "lr" (rate of the epoch
+    #                just finished, 0 at epoch 0); per step: "step_loss" (mini-batch MSE before the step)
+    fresh_mse: float | None  # exact MSE on n_fresh new prompts (None if n_fresh == 0)
+    bayes_mse: float  # oracle (posterior mean) MSE on the test set
+    seconds: float  # wall time of the whole call (data generation included)
+    config: dict  # the arguments, JSON-friendly
+    bayes_train_mse: float = float("nan")  # oracle MSE on the training set
+    fresh_bayes_mse: float | None = None  # oracle MSE on the fresh prompts
+    train_seconds: float = float("nan")  # wall time of the training loop alone (per-epoch evaluations included)
+    snapshots: dict | None = field(default=None)  # {"epoch": [...], "W_KQ": (S, n, n), "W_PV": (S, n, n)}
+
+
+def _check_task(task):
+    if not (callable(getattr(task, "sample", None)) and callable(getattr(task, "posterior_mean", None))):
+        raise TypeError(f"task must be an icdmin task (with sample and posterior_mean), got {type(task).__name__}")
+
+
+def _check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _check_fractions(name: str, fractions) -> tuple:
+    try:
+        fractions = tuple(fractions)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of fractions in [0, 1], got {fractions!r}") from exc
+    for i, frac in enumerate(fractions):
+        if not 0.0 <= check_real(f"{name}[{i}]", frac) <= 1.0:
+            raise ValueError(f"{name}[{i}] must be in [0, 1], got {frac}")
+    return tuple(float(f) for f in fractions)
+
+
+def _check_init(init_W, n: int, model: str, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Validate init_W: (W_KQ, W_PV) of shape (n, n) for the full model, (beta, alpha) scalars for the identity."""
+    if len(init_W) != 2:
+        raise ValueError("init_W must be a pair (W_KQ, W_PV), or (beta, alpha) for model='identity'")
+    shape = () if model == "identity" else (n, n)
+    out = []
+    for name, w in zip(("init_W[0]", "init_W[1]"), init_W):
+        w = as_float_array(name, w)
+        if w.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} for model={model!r}, got {w.shape}")
+        out.append(np.array(w, dtype=dtype))
+    return out[0], out[1]
+
+
+def _weights(params, model: str, n: int):
+    """Full matrices (W_KQ, W_PV) from the parameters: identity model (beta, alpha) -> (beta I, alpha I)."""
+    if model == "identity":
+        eye = np.eye(n, dtype=params[0].dtype)
+        return params[0] * eye, params[1] * eye
+    return params
+
+
+def _predict(X, x_tilde, params, model: str, kind: str, n: int, compressed: bool) -> np.ndarray:
+    """Attention output with the current parameters (NumPy path for compressed linear contexts, see _loss_and_grads)."""
+    W_KQ, W_PV = _weights(params, model, n)
+    if compressed:
+        return attention.attention_forward(X, x_tilde, W_KQ, W_PV, kind)[0]  # (B, n)
+    return attention.attention(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
+
+
+def _loss_and_grads(X, x_tilde, x, params, model: str, kind: str, compressed: bool):
+    """Mini-batch MSE and its gradients w.r.t. the parameters (PAPER.md §9).
+
+    Full model: (dW_KQ, dW_PV). Identity model W_KQ = beta I, W_PV = alpha I: by the chain rule
+    (dbeta, dalpha) = (tr dW_KQ, tr dW_PV) (as ``attention.loss_and_grads_identity``). The caller guarantees
+    C-contiguous finite arrays of one dtype, so the per-call validation is skipped. Compressed linear contexts
+    (B, n, n) are small enough that the NumPy specification beats a parallel kernel launch.
+    """
+    W_KQ, W_PV = _weights(params, model, n=X.shape[1])
+    if compressed:
+        loss, dW_KQ, dW_PV = attention._loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)
+    else:
+        loss, dW_KQ, dW_PV = attention._loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind)
+    if model == "identity":
+        dt = params[0].dtype
+        return loss, (np.array(np.trace(dW_KQ), dtype=dt), np.array(np.trace(dW_PV), dtype=dt))
+    return loss, (dW_KQ, dW_PV)
+
+
+def _as_arrays(prompts, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, x_tilde, x) of a Prompts batch as contiguous arrays of ``dtype``.
+
+    Shapes: -> X (B, n, L), x_tilde (B, n), x (B, n).
+    """
+    return tuple(np.ascontiguousarray(getattr(prompts, name), dtype=dtype) for name in ("X", "x_tilde", "x"))
+
+
+def _compress_linear(X: np.ndarray) -> np.ndarray:
+    """An n-token context with the same linear attention as X: X' = sqrt(n/L) Rᵀ where Xᵀ = Q R (reduced QR).
+
+    Linear attention (Eq. 11) and its gradients (PAPER.md §9) depend on the context only through
+    S = X Xᵀ / L, and X' X'ᵀ / n = Rᵀ R / L = X Xᵀ / L. Training on X' is therefore the same computation on
+    L / n times less data (31x at n = 16, L = 499); only rounding differs (tested against the full context).
+
+    Shapes: X (B, n, L) with L > n -> X' (B, n, n).
+    """
+    n, L = X.shape[1], X.shape[2]
+    R = np.linalg.qr(np.swapaxes(X, 1, 2), mode="r")  # (B, n, n)   Xᵀ = Q R
+    return np.ascontiguousarray(np.swapaxes(R, 1, 2) * np.sqrt(n / L), dtype=X.dtype)  # (B, n, n)
+
+
+def _validate(task, kind, L, seed, epochs, n_prompts, test_fraction, batch_size, lr, schedule, schedule_factor,
+              optimizer, model, online, eval_every, n_fresh, data_seed, snapshot_every, dtype, momentum):
+    _check_task(task)
+    cfg = {
+        "task": repr(task),
+        "kind": _check_choice("kind", kind, KINDS),
+        "L": check_int("L", L, minimum=1),
+        "seed": check_int("seed", seed, minimum=0),
+        "n_prompts": check_int("n_prompts", n_prompts, minimum=2),
+        "test_fraction": check_real("test_fraction", test_fraction),
+        "batch_size": check_int("batch_size", batch_size, minimum=1),
+        "lr": check_positive("lr", lr),
+        "schedule": _check_fractions("schedule", schedule),
+        "schedule_factor": check_positive("schedule_factor", schedule_factor),
+        "optimizer": _check_choice("optimizer", optimizer, ("adam", "sgd")),
+        "model": _check_choice("model", model, ("full", "identity")),
+        "eval_every": check_int("eval_every", eval_every, minimum=1),
+        "n_fresh": check_int("n_fresh", n_fresh, minimum=0),
+        "momentum": check_real("momentum", momentum),
+    }
+    if epochs is None:
+        epochs = paper_epochs(task)
+    cfg["epochs"] = check_int("epochs", epochs, minimum=1)
+    if not isinstance(online, (bool, np.bool_)):
+        raise TypeError(f"online must be a bool, got {online!r}")
+    cfg["online"] = bool(online)
+    cfg["data_seed"] = cfg["seed"] if data_seed is None else check_int("data_seed", data_seed, minimum=0)
+    cfg["snapshot_every"] = None if snapshot_every is None else check_int("snapshot_every", snapshot_every, minimum=1)
+    n_test = int(round(cfg["test_fraction"] * cfg["n_prompts"]))
+    if not 0.0 < cfg["test_fraction"] < 1.0 or not 1 <= n_test <= cfg["n_prompts"] - 1:
+        raise ValueError(
+            f"test_fraction must leave at least one train and one test prompt, got {test_fraction} of {n_prompts}"
+        )
+    cfg["n_test"] = n_test
+    if not 0.0 <= cfg["momentum"] < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+    cfg["dtype"] = np.dtype(dtype).name
+    return cfg
+
+
+def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, test_fraction=0.2, batch_size=80,
+          lr=1e-2, schedule=(0.8, 0.9), schedule_factor=0.1, optimizer="adam", model="full", online=False,
+          eval_every=1, n_fresh=0, init_W=None, data_seed=None, snapshot_every=None, dtype=np.float64,
+          momentum=0.0) -> TrainResult:
+    """Train a one-layer attention denoiser (Eq. 11 linear or Eq. 12 softmax) by mini-batch descent on the MSE.
+
+    Parameters
+    ----------
+    task : LinearTask, SphereTask or GMMTask
+        Where prompts come from (``task.sample(rng, B, L)``); the oracle is ``task.posterior_mean``.
+    kind : {"linear", "softmax"}
+        Attention kind (Eq. 11 or Eq. 12).
+    L : int
+        Clean context tokens per prompt (the authors' "context length 500" is L = 499).
+    seed : int
+        Fixes the initialisation and the batch order, and the data unless ``data_seed`` is given.
+    epochs : int, optional
+        Default 100 for ``LinearTask``, 200 otherwise (PAPER.md §5.1).
+    n_prompts, test_fraction : int, float
+        Dataset size and held-out fraction (``round(test_fraction * n_prompts)`` test prompts).
+    batch_size : int
+        Prompts per step; steps per epoch = ceil(n_train / batch_size), in ``online`` mode too.
+    lr, schedule, schedule_factor : float, tuple of float, float
+        Base rate, milestone fractions and step factor (:func:`icdmin.optim.step_schedule`).
+    optimizer : {"adam", "sgd"}
+        Adam (torch defaults) or SGD with ``momentum``.
+    model : {"full", "identity"}
+        Full (n, n) matrices, or the scaled identities W_KQ = beta I, W_PV = alpha I (two scalars, both
+        initialised at ``IDENTITY_INIT = 0.1``).
+    online : bool
+        If True, every step uses a fresh batch from the task (no prompt is seen twice, so no over-fitting); the
+        800/200 dataset is still drawn and both parts are then held-out sets.
+    eval_every : int
+        Record the exact train / test MSE at epoch 0, every ``eval_every`` epochs and at the last epoch.
+    n_fresh : int
+        Evaluate the final weights on this many new prompts (its own random stream of ``data_seed``).
+    init_W : pair of arrays, optional
+        Initial (W_KQ, W_PV), or (beta, alpha) scalars for ``model="identity"``; overrides the random init.
+    data_seed : int, optional
+        Seed of the dataset and the fresh prompts (the authors fix it at 0 and vary ``seed``).
+    snapshot_every : int, optional
+        Keep copies of the weights at epoch 0, every ``snapshot_every`` epochs and at the end.
+    dtype : float64 or float32
+        Floating type of the data and the weights.
+    momentum : float
+        SGD momentum (ignored by Adam).
+
+    Returns
+    -------
+    TrainResult
+
+    Shapes: weights (n, n); n is read from the sampled prompts.
+    """
+    t_start = time.perf_counter()
+    cfg = _validate(task, kind, L, seed, epochs, n_prompts, test_fraction, batch_size, lr, schedule,
+                    schedule_factor, optimizer, model, online, eval_every, n_fresh, data_seed, snapshot_every,
+                    dtype, momentum)
+    dtype = np.dtype(dtype)
+    kind, model, E = cfg["kind"], cfg["model"], cfg["epochs"]
+    data_rng = np.random.default_rng([cfg["data_seed"], _DATA])
+    init_rng = np.random.default_rng([cfg["seed"], _INIT])
+
+    # data: one dataset, a random split (PAPER.md §5.1)
+    prompts = task.sample(data_rng, cfg["n_prompts"], cfg["L"])
+    order = data_rng.permutation(cfg["n_prompts"])
+    test_prompts = prompts.subset(np.sort(order[: cfg["n_test"]]))
+    train_prompts = prompts.subset(np.sort(order[cfg["n_test"]:]))
+    bayes_mse = mse(task.posterior_mean(test_prompts), test_prompts.x)
+    bayes_train_mse = mse(task.posterior_mean(train_prompts), train_prompts.x)
+    test = _as_arrays(test_prompts, dtype)  # X (200, n, L), x_tilde (200, n), x (200, n)
+    trainset = _as_arrays(train_prompts, dtype)  # X (800, n, L), x_tilde (800, n), x (800, n)
+    del prompts, test_prompts, train_prompts
+    n, n_train = trainset[0].shape[1], trainset[0].shape[0]
+    compressed = kind == "linear" and cfg["L"] > n
+    if compressed:  # linear attention sees X only through X Xᵀ / L
+        test = (_compress_linear(test[0]),) + test[1:]  # X (200, n, n)
+        trainset = (_compress_linear(trainset[0]),) + trainset[1:]  # X (800, n, n)
+
+    # parameters: (W_KQ, W_PV) for the full model, (beta, alpha) 0-d arrays for the identity model
+    if init_W is not None:
+        params = _check_init(init_W, n, model, dtype)
+    elif model == "identity":
+        params = (np.array(IDENTITY_INIT, dtype=dtype), np.array(IDENTITY_INIT, dtype=dtype))
+    else:
+        params = init_weights(n, init_rng, dtype)
+
+    history = {"epoch": [], "train_mse": [], "test_mse": [], "alpha": [], "beta": [], "lr": [], "step_loss": []}
+    snaps = {"epoch": [], "W_KQ": [], "W_PV": []} if cfg["snapshot_every"] else None
+
+    def record(epoch: int, rate: float) -> None:
+        W_KQ, W_PV = _weights(params, model, n)
+        history["epoch"].append(epoch)
+        history["train_mse"].append(mse(_predict(*trainset[:2], params, model, kind, n, compressed), trainset[2]))
+        history["test_mse"].append(mse(_predict(*test[:2], params, model, kind, n, compressed), test[2]))
+        history["alpha"].append(float(np.mean(np.diag(W_PV))))
+        history["beta"].append(float(np.mean(np.diag(W_KQ))))
+        history["lr"].append(rate)
+
+    def snapshot(epoch: int) -> None:
+        W_KQ, W_PV = _weights(params, model, n)
+        snaps["epoch"].append(epoch)
+        snaps["W_KQ"].append(np.array(W_KQ))
+        snaps["W_PV"].append(np.array(W_PV))
+
+    t_loop = time.perf_counter()
+    record(0, 0.0)
+    if snaps is not None:
+        snapshot(0)
+    steps = -(-n_train // cfg["batch_size"])  # ceil
+    stream_rng = np.random.default_rng([cfg["data_seed"], _STREAM]) if cfg["online"] else None
+    state = None
+    for epoch in range(E):
+        rate = cfg["lr"] * step_schedule(epoch, E, cfg["schedule"], cfg["schedule_factor"])
+        perm = None if cfg["online"] else init_rng.permutation(n_train)
+        for b in range(steps):
+            if cfg["online"]:
+                X, q, x = _as_arrays(task.sample(stream_rng, cfg["batch_size"], cfg["L"]), dtype)
+                step_compressed = False
+            else:
+                idx = perm[b * cfg["batch_size"]: (b + 1) * cfg["batch_size"]]
+                X, q, x = (a[idx] for a in trainset)  # (b, n, L), (b, n), (b, n)
+                step_compressed = compressed
+            loss, grads = _loss_and_grads(X, q, x, params, model, kind, step_compressed)
+            history["step_loss"].append(float(loss))  # mini-batch MSE before the step
+            if cfg["optimizer"] == "adam":
+                params, state = _adam_update(params, grads, state, rate, 0.9, 0.999, 1e-8)
+            else:
+                params, state = _sgd_update(params, grads, state, rate, cfg["momentum"])
+        done = epoch + 1
+        if done % cfg["eval_every"] == 0 or done == E:
+            record(done, rate)
+        if snaps is not None and (done % cfg["snapshot_every"] == 0 or done == E):
+            snapshot(done)
+    train_seconds = time.perf_counter() - t_loop
+
+    fresh_mse = fresh_bayes = None
+    if cfg["n_fresh"]:
+        fresh_rng = np.random.default_rng([cfg["data_seed"], _FRESH])
+        sq = sq_bayes = 0.0
+        for start in range(0, cfg["n_fresh"], _EVAL_CHUNK):
+            chunk = task.sample(fresh_rng, min(_EVAL_CHUNK, cfg["n_fresh"] - start), cfg["L"])
+            X, q, x = _as_arrays(chunk, dtype)
+            sq += mse(_predict(X, q, params, model, kind, n, False), x) * x.size
+            sq_bayes += mse(task.posterior_mean(chunk), chunk.x) * x.size
+        fresh_mse, fresh_bayes = sq / (cfg["n_fresh"] * n), sq_bayes / (cfg["n_fresh"] * n)
+
+    W_KQ, W_PV = (np.array(w) for w in _weights(params, model, n))
+    if snaps is not None:
+        snaps = {"epoch": snaps["epoch"], "W_KQ": np.stack(snaps["W_KQ"]), "W_PV": np.stack(snaps["W_PV"])}
+    if model == "identity":
+        alpha, beta = float(params[1]), float(params[0])
+    else:
+        alpha, beta = mean_diagonal(W_PV), mean_diagonal(W_KQ)
+    return TrainResult(
+        W_KQ=W_KQ, W_PV=W_PV, alpha=alpha, beta=beta, history=history, fresh_mse=fresh_mse, bayes_mse=bayes_mse,
+        seconds=time.perf_counter() - t_start, config=cfg, bayes_train_mse=bayes_train_mse,
+        fresh_bayes_mse=fresh_bayes, train_seconds=train_seconds, snapshots=snaps,
+    )
