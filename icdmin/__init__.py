@@ -26,3 +26,5 @@ from .energy import (
     update_jacobian,
 )
 from .retrieval import circle_trajectories, energy_landscape, format_retrieval_table, retrieval_comparison
+from .optim import AdamState, SGDState, adam_step, sgd_step, step_schedule
+from .train import TrainResult, init_weights, mean_abs_offdiagonal, mean_diagonal, paper_epochs, train

@@ -29,6 +29,13 @@ def _gradcheck(args) -> int:
     return gradcheck_main(seed=args.seed)
 
 
+def _train(args) -> int:
+    from .train import main as train_main
+
+    return train_main(args.task, args.kind, seed=args.seed, epochs=args.epochs, L=args.L, online=args.online,
+                      model=args.model, n_fresh=args.n_fresh, data_seed=args.data_seed, eval_every=args.eval_every)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``icdmin`` argument parser (one sub-parser per command)."""
     parser = argparse.ArgumentParser(prog="icdmin", description=__doc__.splitlines()[0])
@@ -50,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradcheck", help="manual gradients vs numerical ones; exits 1 on failure")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_gradcheck)
+
+    p = sub.add_parser("train", help="train on one paper case; exact train/test MSE per epoch beside the oracle's")
+    p.add_argument("--task", choices=("subspace", "sphere", "gmm"), default="subspace")
+    p.add_argument("--kind", choices=("linear", "softmax"), default=None,
+                   help="attention kind (default: linear for subspace, softmax otherwise)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed (default: 0)")
+    p.add_argument("--data-seed", type=int, default=None, help="dataset seed (default: --seed)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 100 (subspace) or 200 (paper protocol)")
+    p.add_argument("--L", type=int, default=499, help="clean context tokens per prompt (default: 499)")
+    p.add_argument("--model", choices=("full", "identity"), default="full")
+    p.add_argument("--online", action="store_true", help="a fresh batch of prompts every step")
+    p.add_argument("--n-fresh", type=int, default=0, help="also evaluate on this many fresh prompts")
+    p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (default: 1)")
+    p.set_defaults(func=_train)
     return parser
 
 

@@ -20,61 +20,32 @@ Legend: ``B`` batch, ``n`` ambient dimension, ``L`` context length (clean tokens
 
 from __future__ import annotations
 
-import math
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import attention
-from ._arrays import as_float_array, check_int, check_positive, check_real, mse
+from ._arrays import mse
+from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma
 from .optim import _adam_update, _sgd_update, step_schedule
-from .tasks import LinearTask
+from .tasks import GMMTask, LinearTask, SphereTask
+from .train_setup import (
+    IDENTITY_INIT,
+    _check_init,
+    _compress_linear,
+    _validate,
+    init_weights,
+    mean_abs_offdiagonal,
+    mean_diagonal,
+    paper_epochs,
+)
 
 __all__ = ["TrainResult", "init_weights", "mean_abs_offdiagonal", "mean_diagonal", "paper_epochs", "train"]
 
-KINDS = ("linear", "softmax")
-IDENTITY_INIT = 0.1  # alpha = beta = 0.1 for model="identity", as the authors' "ForceDiag" models (PAPER.md §3.2)
 _DATA, _INIT, _FRESH, _STREAM = 1, 2, 3, 4  # stream ids of the random generators (see module docstring)
 _EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
-
-
-def paper_epochs(task) -> int:
-    """Epochs of the paper's protocol: 100 for the linear task, 200 for the sphere and the mixture (PAPER.md §5.1)."""
-    return 100 if isinstance(task, LinearTask) else 200
-
-
-def init_weights(n: int, rng: np.random.Generator, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Draw (W_KQ, W_PV) with iid entries U[-1/sqrt(n), 1/sqrt(n)] (paper Fig. 3 caption, PAPER.md §3.2).
-
-    W_KQ is drawn first, then W_PV, from the same generator.
-
-    Shapes: -> W_KQ (n, n), W_PV (n, n).
-    """
-    n = check_int("n", n, minimum=1)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    bound = 1.0 / math.sqrt(n)
-    W_KQ = rng.uniform(-bound, bound, size=(n, n)).astype(dtype)  # (n, n)
-    W_PV = rng.uniform(-bound, bound, size=(n, n)).astype(dtype)  # (n, n)
-    return W_KQ, W_PV
-
-
-def mean_diagonal(W) -> float:
-    """Mean of the diagonal of a square matrix (the scale of the identity part; PAPER.md §5, γ = product)."""
-    W = as_float_array("W", W, ndim=2)
-    return float(np.mean(np.diag(W)))
-
-
-def mean_abs_offdiagonal(W) -> float:
-    """Mean absolute value of the off-diagonal entries of a square matrix (0 for a 1x1 matrix)."""
-    W = as_float_array("W", W, ndim=2)
-    n = W.shape[0]
-    if W.shape != (n, n):
-        raise ValueError(f"W must be square, got shape {W.shape}")
-    if n == 1:
-        return 0.0
-    return float((np.abs(W).sum() - np.abs(np.diag(W)).sum()) / (n * n - n))
 
 
 @dataclass
@@ -99,42 +70,6 @@ class TrainResult:
     fresh_bayes_mse: float | None = None  # oracle MSE on the fresh prompts
     train_seconds: float = float("nan")  # wall time of the training loop alone (per-epoch evaluations included)
     snapshots: dict | None = field(default=None)  # {"epoch": [...], "W_KQ": (S, n, n), "W_PV": (S, n, n)}
-
-
-def _check_task(task):
-    if not (callable(getattr(task, "sample", None)) and callable(getattr(task, "posterior_mean", None))):
-        raise TypeError(f"task must be an icdmin task (with sample and posterior_mean), got {type(task).__name__}")
-
-
-def _check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def _check_fractions(name: str, fractions) -> tuple:
-    try:
-        fractions = tuple(fractions)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a sequence of fractions in [0, 1], got {fractions!r}") from exc
-    for i, frac in enumerate(fractions):
-        if not 0.0 <= check_real(f"{name}[{i}]", frac) <= 1.0:
-            raise ValueError(f"{name}[{i}] must be in [0, 1], got {frac}")
-    return tuple(float(f) for f in fractions)
-
-
-def _check_init(init_W, n: int, model: str, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Validate init_W: (W_KQ, W_PV) of shape (n, n) for the full model, (beta, alpha) scalars for the identity."""
-    if len(init_W) != 2:
-        raise ValueError("init_W must be a pair (W_KQ, W_PV), or (beta, alpha) for model='identity'")
-    shape = () if model == "identity" else (n, n)
-    out = []
-    for name, w in zip(("init_W[0]", "init_W[1]"), init_W):
-        w = as_float_array(name, w)
-        if w.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} for model={model!r}, got {w.shape}")
-        out.append(np.array(w, dtype=dtype))
-    return out[0], out[1]
 
 
 def _weights(params, model: str, n: int):
@@ -178,62 +113,6 @@ def _as_arrays(prompts, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Shapes: -> X (B, n, L), x_tilde (B, n), x (B, n).
     """
     return tuple(np.ascontiguousarray(getattr(prompts, name), dtype=dtype) for name in ("X", "x_tilde", "x"))
-
-
-def _compress_linear(X: np.ndarray) -> np.ndarray:
-    """An n-token context with the same linear attention as X: X' = sqrt(n/L) Rᵀ where Xᵀ = Q R (reduced QR).
-
-    Linear attention (Eq. 11) and its gradients (PAPER.md §9) depend on the context only through
-    S = X Xᵀ / L, and X' X'ᵀ / n = Rᵀ R / L = X Xᵀ / L. Training on X' is therefore the same computation on
-    L / n times less data (31x at n = 16, L = 499); only rounding differs (tested against the full context).
-
-    Shapes: X (B, n, L) with L > n -> X' (B, n, n).
-    """
-    n, L = X.shape[1], X.shape[2]
-    R = np.linalg.qr(np.swapaxes(X, 1, 2), mode="r")  # (B, n, n)   Xᵀ = Q R
-    return np.ascontiguousarray(np.swapaxes(R, 1, 2) * np.sqrt(n / L), dtype=X.dtype)  # (B, n, n)
-
-
-def _validate(task, kind, L, seed, epochs, n_prompts, test_fraction, batch_size, lr, schedule, schedule_factor,
-              optimizer, model, online, eval_every, n_fresh, data_seed, snapshot_every, dtype, momentum):
-    _check_task(task)
-    cfg = {
-        "task": repr(task),
-        "kind": _check_choice("kind", kind, KINDS),
-        "L": check_int("L", L, minimum=1),
-        "seed": check_int("seed", seed, minimum=0),
-        "n_prompts": check_int("n_prompts", n_prompts, minimum=2),
-        "test_fraction": check_real("test_fraction", test_fraction),
-        "batch_size": check_int("batch_size", batch_size, minimum=1),
-        "lr": check_positive("lr", lr),
-        "schedule": _check_fractions("schedule", schedule),
-        "schedule_factor": check_positive("schedule_factor", schedule_factor),
-        "optimizer": _check_choice("optimizer", optimizer, ("adam", "sgd")),
-        "model": _check_choice("model", model, ("full", "identity")),
-        "eval_every": check_int("eval_every", eval_every, minimum=1),
-        "n_fresh": check_int("n_fresh", n_fresh, minimum=0),
-        "momentum": check_real("momentum", momentum),
-    }
-    if epochs is None:
-        epochs = paper_epochs(task)
-    cfg["epochs"] = check_int("epochs", epochs, minimum=1)
-    if not isinstance(online, (bool, np.bool_)):
-        raise TypeError(f"online must be a bool, got {online!r}")
-    cfg["online"] = bool(online)
-    cfg["data_seed"] = cfg["seed"] if data_seed is None else check_int("data_seed", data_seed, minimum=0)
-    cfg["snapshot_every"] = None if snapshot_every is None else check_int("snapshot_every", snapshot_every, minimum=1)
-    n_test = int(round(cfg["test_fraction"] * cfg["n_prompts"]))
-    if not 0.0 < cfg["test_fraction"] < 1.0 or not 1 <= n_test <= cfg["n_prompts"] - 1:
-        raise ValueError(
-            f"test_fraction must leave at least one train and one test prompt, got {test_fraction} of {n_prompts}"
-        )
-    cfg["n_test"] = n_test
-    if not 0.0 <= cfg["momentum"] < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
-    cfg["dtype"] = np.dtype(dtype).name
-    return cfg
 
 
 def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, test_fraction=0.2, batch_size=80,
@@ -394,3 +273,51 @@ def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, t
         seconds=time.perf_counter() - t_start, config=cfg, bayes_train_mse=bayes_train_mse,
         fresh_bayes_mse=fresh_bayes, train_seconds=train_seconds, snapshots=snaps,
     )
+
+
+PAPER_TASKS = {  # the paper's three cases at its settings (PAPER.md §2, §5.1): n = 16, d = 8, K = 8
+    "subspace": lambda: LinearTask(16, 8),  # sigma2_0 = 2, sigma2_z = 1
+    "sphere": lambda: SphereTask(16, 8),  # R = 1, sigma2_z = 0.1
+    "gmm": lambda: GMMTask(16, 8),  # sigma2_0 = 0.02, sigma2_z = 0.1, R = 1
+}
+
+
+def main(task="subspace", kind=None, *, seed=0, epochs=None, L=499, online=False, model="full", n_fresh=0,
+         data_seed=None, eval_every=1, file=None) -> int:
+    """``python -m icdmin train``: train on one paper case and print the exact train / test MSE per evaluation.
+
+    The oracle (Bayes-optimal posterior mean, Props. 2-4) MSE on the same prompts is printed next to each line;
+    for the subspace task with linear attention the finite-L optimum of PAPER.md §3.6 is printed as well.
+    ``kind`` defaults to linear attention for the subspace task and softmax otherwise (the paper's Fig. 3).
+    """
+    if task not in PAPER_TASKS:
+        raise ValueError(f"task must be one of {tuple(PAPER_TASKS)}, got {task!r}")
+    kind = kind or ("linear" if task == "subspace" else "softmax")
+    out = file if file is not None else sys.stdout
+    the_task = PAPER_TASKS[task]()
+    res = train(the_task, kind=kind, L=L, seed=seed, epochs=epochs, online=online, model=model, n_fresh=n_fresh,
+                data_seed=data_seed, eval_every=eval_every)
+    c, h = res.config, res.history
+    print(f"icdmin train: {the_task!r}, kind={kind}, model={model}, L={L}, seed={seed}, "
+          f"data_seed={c['data_seed']}, epochs={c['epochs']}{', online' if online else ''}; "
+          f"{c['n_prompts'] - c['n_test']} train / {c['n_test']} test prompts, batch {c['batch_size']}, "
+          f"Adam lr {c['lr']:g} x{c['schedule_factor']:g} at {', '.join(f'{f:.0%}' for f in c['schedule'])}",
+          file=out)
+    print(f"{'epoch':>5} {'lr':>9} {'train MSE':>11} {'oracle':>9} {'test MSE':>11} {'oracle':>9} "
+          f"{'alpha':>8} {'beta':>8}", file=out)
+    for i, epoch in enumerate(h["epoch"]):
+        print(f"{epoch:5d} {h['lr'][i]:9.2g} {h['train_mse'][i]:11.6f} {res.bayes_train_mse:9.6f} "
+              f"{h['test_mse'][i]:11.6f} {res.bayes_mse:9.6f} {h['alpha'][i]:8.4f} {h['beta'][i]:8.4f}", file=out)
+    print(f"final weights: alpha = mean diag W_PV = {res.alpha:.4f}, beta = mean diag W_KQ = {res.beta:.4f}, "
+          f"alpha*beta = {res.alpha * res.beta:.4f}; mean |off-diagonal| W_KQ {mean_abs_offdiagonal(res.W_KQ):.4f}, "
+          f"W_PV {mean_abs_offdiagonal(res.W_PV):.4f}", file=out)
+    if task == "subspace" and kind == "linear":
+        t = the_task
+        g = optimal_linear_gamma(t.d, L, t.sigma2_0, t.sigma2_z)
+        print(f"theory (PAPER.md §3.6): Bayes risk {bayes_risk_linear(t.n, t.d, t.sigma2_0, t.sigma2_z):.6f}; "
+              f"finite-L optimum alpha*beta = {g:.4f} with MSE {linear_risk(t.n, t.d, L, t.sigma2_0, t.sigma2_z, g):.6f}",
+              file=out)
+    if res.fresh_mse is not None:
+        print(f"fresh prompts ({n_fresh}): MSE {res.fresh_mse:.6f}, oracle {res.fresh_bayes_mse:.6f}", file=out)
+    print(f"time: {res.seconds:.2f} s in all, training loop (with the evaluations) {res.train_seconds:.2f} s", file=out)
+    return 0

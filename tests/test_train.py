@@ -308,3 +308,23 @@ def test_bad_types():
         _small(seed=1.5)
     with pytest.raises(TypeError, match="rng"):
         init_weights(3, 0)
+
+
+def test_cli_prints_one_line_per_evaluation_with_the_oracle():
+    import io
+
+    from icdmin.cli import main as cli_main
+    from icdmin.train import main as train_main
+
+    buf = io.StringIO()
+    assert train_main("subspace", seed=1, epochs=3, L=20, n_fresh=10, file=buf) == 0
+    text = buf.getvalue().splitlines()
+    rows = [line.split() for line in text if line.split() and line.split()[0].isdigit()]
+    assert [int(r[0]) for r in rows] == [0, 1, 2, 3]
+    oracle = {r[3] for r in rows}
+    assert len(oracle) == 1 and 0.05 < float(oracle.pop()) < 1.0  # the same oracle MSE on every line
+    assert any("finite-L optimum" in line for line in text) and any("fresh prompts" in line for line in text)
+    with pytest.raises(ValueError, match="task"):
+        train_main("torus")
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--task", "torus"])
