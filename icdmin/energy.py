@@ -54,9 +54,15 @@ def softmax(z, axis: int = -1):
     Shapes: z (..., L) -> (..., L). Complex input is supported for complex-step checks.
     """
     z = np.asarray(z)
-    m = np.max(z.real, axis=axis, keepdims=True)  # (..., 1)
-    e = _shifted(z, m)  # (..., L)
-    np.exp(e, out=e)  # in place: no second large temporary
+    e = z.astype(np.float64) if z.dtype.kind not in "fc" else z.copy()  # (..., L)
+    return _softmax_inplace(e, axis)
+
+
+def _softmax_inplace(e, axis: int = -1):
+    """Overwrite the float (or complex) array ``e`` with its softmax along ``axis`` (the max-shifted formula of
+    :func:`softmax`, without large temporaries). Shapes: (..., L) -> (..., L)."""
+    e -= np.max(e.real, axis=axis, keepdims=True)
+    np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
 
@@ -102,15 +108,13 @@ def _out(a, single):
 def _retrieve(s2, X, shared, beta):
     """X softmax(β Xᵀ s): the attention read-out of Eq. (17). Shapes: (B, n) -> (B, n).
 
-    Same arithmetic as ``softmax(beta * z)``, done in place on the (B, L) score buffer (one large temporary per
-    call instead of four: at n=16, L=499 the allocations, not the flops, dominate).
+    The softmax is done in place on the fresh (B, L) score array: one large temporary per call instead of four,
+    which at n=16, L=499 is a sizeable part of the cost.
     """
     z = _scores(s2, X, shared)  # (B, L)
     z *= beta
-    z -= np.max(z.real, axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= np.sum(z, axis=-1, keepdims=True)  # (B, L)  softmax(β Xᵀ s)
-    return _readout(z, X, shared)  # (B, n)
+    p = _softmax_inplace(z)  # (B, L)  softmax(β Xᵀ s)
+    return _readout(p, X, shared)  # (B, n)
 
 
 # ----------------------------------------------------------------------------------------------------------------
