@@ -28,3 +28,25 @@ from .energy import (
 from .retrieval import circle_trajectories, energy_landscape, format_retrieval_table, retrieval_comparison
 from .optim import AdamState, SGDState, adam_step, sgd_step, step_schedule
 from .train import TrainResult, init_weights, mean_abs_offdiagonal, mean_diagonal, paper_epochs, train
+from .tasks import GMMTask, LinearTask, Prompts, SphereTask, haar_basis
+from .bayes import (
+    bayes_risk_linear,
+    bessel_ratio,
+    linear_risk,
+    mc_bayes_risk,
+    optimal_linear_gamma,
+    posterior_mean_gmm,
+    posterior_mean_gmm_general,
+    posterior_mean_linear,
+    posterior_mean_sphere,
+)
+from .baselines import (
+    context_mean_estimator,
+    linear_attention_estimator,
+    projection_estimator,
+    query_estimator,
+    softmax_attention_estimator,
+    sphere_projection_estimator,
+    tweedie_estimator,
+    zero_estimator,
+)
