@@ -85,6 +85,28 @@ def test_hessian_equals_jacobian_of_grad(seed, dm, alpha, beta, batched):
     np.testing.assert_allclose(H, np.swapaxes(H, -1, -2), rtol=0, atol=1e-12 * scale)
 
 
+@given(seed=seeds, dm=dims(), alpha=positive, beta=positive, batched=st.booleans())
+def test_hessian_equals_complex_step_of_grad(seed, dm, alpha, beta, batched):
+    X, s = _problem(seed, dm, beta, batched)
+    H = energy_hessian(s, X, alpha, beta)
+    cs = np.empty_like(H)
+    for j in range(s.shape[-1]):
+        e = np.zeros(s.shape, complex)
+        e[..., j] = 1e-30j
+        cs[..., :, j] = np.imag(energy_grad(s + e, X, alpha, beta)) / 1e-30
+    scale = 1 / alpha + beta * np.abs(X).max() ** 2 * X.shape[-2]
+    np.testing.assert_allclose(H, cs, rtol=1e-8, atol=1e-8 * scale)
+
+
+def test_float32_stays_float32():
+    rng = np.random.default_rng(3)
+    X, s = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    for out in (energy_grad(s, X, 1.0, 2.0), descent_step(s, X, 1.0, 2.0), descend(s, X, 1.0, 2.0, steps=3).s):
+        assert out.dtype == np.float32
+    np.testing.assert_allclose(descent_step(s, X, 1.0, 2.0), descent_step(s.astype(float), X.astype(float), 1.0, 2.0),
+                               rtol=1e-5, atol=1e-6)  # float32 rounding
+
+
 @given(seed=seeds, dm=dims(), alpha=positive, beta=positive)
 def test_descent_step_is_attention_read_out(seed, dm, alpha, beta):
     """The central identity (Eq. 17 with γ = α): one step from x_tilde is α X softmax(β Xᵀ x_tilde)."""
