@@ -100,5 +100,102 @@ def bench_energy(quick: bool) -> list[Row]:
     ]
 
 
+def bench_tasks(quick: bool) -> list[Row]:
+    """Samplers, oracles and context-only estimators at the paper's size (n=16, L=499, d=8, K=8), per 1000 prompts.
+
+    Each vectorised function is timed against a plain per-prompt Python loop over the same formulas (one
+    ``np.linalg.qr`` / ``eigh`` / Bessel call per prompt), measured in the same run; ``--quick`` times the loops on
+    200 prompts and scales them by 5.
+    """
+    import numpy as np
+
+    from . import baselines as bl
+    from . import bayes
+    from .energy import softmax
+    from .tasks import GMMTask, LinearTask, SphereTask
+
+    B, n, d, K, L = 1000, 16, 8, 8, 499
+    B_loop = 200 if quick else B
+    rep = 3 if quick else 7
+    tasks = {"LinearTask": LinearTask(n, d), "SphereTask": SphereTask(n, d), "GMMTask": GMMTask(n, K)}
+
+    def haar(rng, k):
+        V, Rm = np.linalg.qr(rng.standard_normal((n, k)))
+        return V * np.sign(np.diag(Rm))
+
+    def loop_sample(name, rng):
+        for _ in range(B_loop):
+            if name == "LinearTask":
+                X = haar(rng, d) @ (np.sqrt(2.0) * rng.standard_normal((d, L + 1)))
+            elif name == "SphereTask":
+                g = rng.standard_normal((d + 1, L + 1))
+                X = haar(rng, d + 1) @ (g / np.linalg.norm(g, axis=0))
+            else:
+                M = rng.standard_normal((n, K))
+                M /= np.linalg.norm(M, axis=0)
+                X = M[:, rng.integers(0, K, L + 1)] + np.sqrt(0.02) * rng.standard_normal((n, L + 1))
+            x_tilde = X[:, -1] + np.sqrt(tasks[name].sigma2_z) * rng.standard_normal(n)  # noqa: F841
+
+    rows = []
+    targets = {"LinearTask": 60.0, "SphereTask": 60.0, "GMMTask": 120.0}
+    n_normals = {"LinearTask": d * (L + 1), "SphereTask": (d + 1) * (L + 1), "GMMTask": n * (L + 1)}  # per prompt
+    prompts = {}
+    for name, task in tasks.items():
+        rng = np.random.default_rng(0)
+        t = best_time(lambda: task.sample(rng, B, L), repeat=rep)
+        t_loop = best_time(lambda: loop_sample(name, rng), repeat=1) * B / B_loop
+        t_floor = best_time(lambda: rng.standard_normal((B, n_normals[name])), repeat=rep)
+        rows.append(Row(f"sample {name}, 1000 prompts", 1e3 * t, "ms", t_loop / t, "per-prompt loop",
+                        f"<= {targets[name]:.0f} ms", 1e3 * t <= targets[name]))
+        rows.append(Row(f"  its token normals alone ({n_normals[name]} per prompt)", 1e3 * t_floor, "ms",
+                        t_floor / t, "sampler (fraction of its time)"))
+        prompts[name] = task.sample(np.random.default_rng(1), B, L)
+    pl, ps, pg = prompts["LinearTask"], prompts["SphereTask"], prompts["GMMTask"]
+
+    def gmm_one(q, M, w):
+        a = softmax((M.T @ q - 0.5 * np.sum(M * M, axis=0)) / 0.12 + np.log(w))
+        return (0.02 * q + 0.1 * M @ a) / 0.12
+
+    def sphere_one(q, V):
+        c = V.T @ q
+        r = np.linalg.norm(c)
+        return V @ c * (bayes.bessel_ratio(d, r / 0.1) / r)
+
+    def proj_one(X, q):
+        mu = X.mean(axis=1)
+        w, V = np.linalg.eigh(X @ X.T / L - np.outer(mu, mu))
+        P = V[:, w > 1e-4]
+        return mu + P @ (P.T @ (q - mu))
+
+    def sm_one(X, q, tweedie=False):
+        u = X.T @ q - (0.5 * np.sum(X * X, axis=0) if tweedie else 0.0)
+        return X @ softmax(u / 0.1)
+
+    cases = [  # (label, vectorised call, per-prompt formula, prompts, target ms)
+        ("oracle Eq. 3 (linear)", lambda: pl.task.posterior_mean(pl),
+         lambda i: 2 / 3 * pl.basis[i] @ (pl.basis[i].T @ pl.x_tilde[i]), 5.0),
+        ("oracle Eq. 6 (sphere)", lambda: ps.task.posterior_mean(ps), lambda i: sphere_one(ps.x_tilde[i], ps.basis[i]),
+         5.0),
+        ("oracle Eq. 7 (mixture)", lambda: pg.task.posterior_mean(pg),
+         lambda i: gmm_one(pg.x_tilde[i], pg.centers[i], pg.weights[i]), 5.0),
+        ("Eq. 10 linear attention", lambda: bl.linear_attention_estimator(pl.X, pl.x_tilde, 2.0, 1.0),
+         lambda i: pl.X[i] @ (pl.X[i].T @ pl.x_tilde[i]) / (3.0 * L), 20.0),
+        ("Eq. 13 softmax attention", lambda: bl.softmax_attention_estimator(pg.X, pg.x_tilde, 0.1),
+         lambda i: sm_one(pg.X[i], pg.x_tilde[i]), 20.0),
+        ("Tweedie (empirical prior)", lambda: bl.tweedie_estimator(pg.X, pg.x_tilde, 0.1),
+         lambda i: sm_one(pg.X[i], pg.x_tilde[i], True), 20.0),
+        ("affine PCA projection", lambda: bl.projection_estimator(pl.X, pl.x_tilde, shrink=2 / 3),
+         lambda i: proj_one(pl.X[i], pl.x_tilde[i]), 20.0),
+        ("sphere PCA + Bessel shrink", lambda: bl.sphere_projection_estimator(ps.X, ps.x_tilde, 0.1),
+         lambda i: proj_one(ps.X[i], ps.x_tilde[i]), 20.0),
+    ]
+    for label, fast, one, target in cases:
+        t = best_time(fast, repeat=rep)
+        t_loop = best_time(lambda: [one(i) for i in range(B_loop)], repeat=1) * B / B_loop
+        rows.append(Row(f"{label}, 1000 prompts", 1e3 * t, "ms", t_loop / t, "per-prompt loop",
+                        f"<= {target:.0f} ms", 1e3 * t <= target))
+    return rows
+
+
 # Sections, in the order they run. Each helper module's benchmark is added here.
-SECTIONS: tuple[Callable[[bool], list[Row]], ...] = (bench_energy,)
+SECTIONS: tuple[Callable[[bool], list[Row]], ...] = (bench_energy, bench_tasks)
