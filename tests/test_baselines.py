@@ -89,7 +89,8 @@ def _loop_reference(name, X, q):
 def test_batched_equals_per_prompt_reference_and_single_form(seed, name, dm):
     rng = np.random.default_rng(seed)
     n, L, B = max(dm["n"], 2), dm["L"] + 2, dm["B"]
-    task = SphereTask(n, min(dm["d"], n - 1), 1.0) if name.startswith("sphere") else LinearTask(n, min(dm["d"], n - 1), 2.0, 1.0)
+    d = min(dm["d"], n - 1)
+    task = SphereTask(n, d, 1.0) if name.startswith("sphere") else LinearTask(n, d, 2.0, 1.0)
     p = task.sample(rng, B, L)
     got = ESTIMATORS[name](p.X, p.x_tilde)
     assert got.shape == (B, n)

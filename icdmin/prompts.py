@@ -1,0 +1,81 @@
+"""``Prompts``: a batch of in-context denoising prompts with each prompt's own task parameters, and the Haar basis
+sampler shared by the task families of :mod:`icdmin.tasks`.
+
+Legend: ``B`` batch, ``n`` ambient dimension, ``d`` subspace / sphere dimension, ``L`` clean context tokens,
+``K`` mixture components. Tokens are columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Prompts", "haar_basis"]
+
+
+@dataclass(frozen=True, eq=False)
+class Prompts:
+    """A batch of prompts, each with its own task parameters (None where a field does not apply).
+
+    Shapes: X (B, n, L); x_tilde, x (B, n); basis (B, n, d) [LinearTask] or (B, n, d+1) [SphereTask], orthonormal
+    columns; offset (B, n) [LinearTask]; centers (B, n, K), weights (B, K), labels (B, L+1) [GMMTask; the last
+    label is the query's component]. ``x`` is the target: the clean query (or A times it, ``target="transformed"``).
+    """
+
+    X: np.ndarray
+    x_tilde: np.ndarray
+    x: np.ndarray
+    task: object
+    basis: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    centers: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n(self) -> int:
+        """Ambient dimension."""
+        return self.X.shape[1]
+
+    @property
+    def L(self) -> int:
+        """Number of clean context tokens."""
+        return self.X.shape[2]
+
+    def subset(self, idx) -> Prompts:
+        """The prompts selected by ``idx`` (integer indices or a boolean mask of length B), as a new batch."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise ValueError(f"idx: boolean mask must have shape ({len(self)},), got {idx.shape}")
+        elif idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise ValueError(f"idx must be a 1-d integer array or a boolean mask, got dtype {idx.dtype}")
+        elif idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise ValueError(f"idx out of range for a batch of {len(self)} prompts")
+        if idx.size == 0 or (idx.dtype == bool and not idx.any()):
+            raise ValueError("idx selects no prompt")
+
+        def take(a):
+            return None if a is None else a[idx]
+
+        return Prompts(X=self.X[idx], x_tilde=self.x_tilde[idx], x=self.x[idx], task=self.task,
+                       basis=take(self.basis), offset=take(self.offset), centers=take(self.centers),
+                       weights=take(self.weights), labels=take(self.labels))
+
+
+def haar_basis(rng: np.random.Generator, batch: int, n: int, k: int) -> np.ndarray:
+    """Orthonormal bases of Haar-random k-dim subspaces of R^n (PAPER.md §2.1, §8 item 5).
+
+    QR of a Gaussian matrix with the sign fix Q ← Q diag(sign diag R) (Mezzadri 2007): the columns are then
+    Haar on the Stiefel manifold, so their span is uniform on the Grassmannian G(k, n).
+
+    Shapes: -> (batch, n, k).
+    """
+    Q, Rm = np.linalg.qr(rng.standard_normal((batch, n, k)))  # (B, n, k), (B, k, k)
+    sign = np.sign(np.diagonal(Rm, axis1=1, axis2=2))  # (B, k)
+    sign[sign == 0] = 1.0  # probability zero; keeps the columns unit-norm
+    return Q * sign[:, None, :]
