@@ -1,0 +1,89 @@
+"""The paper's experiments, one planner + combiner per figure or claim, returning plain data.
+
+An experiment is an :class:`Experiment`: ``config(quick) -> dict`` (its sizes), ``plan(config, seed) -> {label:
+(unit function name, kwargs, cost)}`` and ``combine(config, {label: unit result}) -> dict``. Units are the top-level
+``unit_*`` functions below (and in :mod:`icdmin.experiments_energy`): plain keyword arguments in, plain data out
+(dicts of floats, lists and strings; never arrays), so that :mod:`icdmin.reproduce` can run them in any order in a
+process pool and write everything to JSON. Every random draw inside a unit comes from a seed in its arguments.
+
+| name   | paper          | what                                                                          |
+| ------ | -------------- | ----------------------------------------------------------------------------- |
+| fig3   | Fig. 3, Fig. 7 | three tasks x {softmax, linear} x seeds, paper protocol; online; scaled identity |
+| fig4a  | Fig. 4a        | linear attention, Case 1, over the authors' context lengths                     |
+| fig4b  | Fig. 4b        | a d = 8 model evaluated at d = 1..15                                           |
+| fig5   | Fig. 5, §4     | energy landscape, trajectories, one step vs retrieval (experiments_energy)     |
+| fig6   | Fig. 6, App. G | (alpha, beta) loss landscape over scaled identities, Cases 2 and 3             |
+| fig8   | Fig. 8, App. H | a global transform A: learned W_PV ~ A^-1, W_KQ ~ (A A^T)^-1                    |
+| thm31  | Thm. 3.1       | softmax attention (1, 1/sigma2_z) -> oracle as L grows (experiments_energy)   |
+| prop32 | Prop. 3.2      | small-epsilon expansion error O(eps) (experiments_energy)                     |
+
+Case names: "linear" (Case 1), "sphere" (Case 2), "gmm" (Case 3), at the paper's settings (PAPER.md §5.1).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .experiments_energy import (  # noqa: F401  (unit functions must be attributes of this module)
+    ENERGY_EXPERIMENTS,
+    unit_circle_landscape,
+    unit_prop32,
+    unit_retrieval,
+    unit_thm31,
+)
+from .experiments_train import (  # noqa: F401
+    TRAIN_EXPERIMENTS,
+    unit_baselines,
+    unit_d_shift,
+    unit_landscape,
+    unit_train,
+)
+
+__all__ = ["ALIASES", "EXPERIMENTS", "Experiment", "reproduce"]
+
+
+class Experiment(NamedTuple):
+    """One figure or claim: its title, sizes, units and how their results combine."""
+
+    title: str
+    config: Callable[[bool], dict]
+    plan: Callable[[dict, int], dict]
+    combine: Callable[[dict, dict], dict]
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+for _name, _spec in (*TRAIN_EXPERIMENTS.items(), *ENERGY_EXPERIMENTS.items()):
+    EXPERIMENTS[_name] = Experiment(*_spec)
+EXPERIMENTS = {name: EXPERIMENTS[name] for name in ("fig3", "fig4a", "fig4b", "fig5", "fig6", "fig8", "thm31",
+                                                      "prop32")}
+ALIASES = {"fig4": ("fig4a", "fig4b"), "fig7": ("fig3",)}  # Fig. 7 is the linear-attention half of fig3
+
+
+def reproduce(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: int = 2, seed: int = 0) -> int:
+    """Run the paper's experiments; write ``out/results.json``, CSVs and figures; print the verdict table.
+
+    Parameters
+    ----------
+    out : str
+        Output directory (created if missing).
+    quick : bool
+        Fewer seeds and shorter runs (about 30 s on 2 cores) instead of the default (about 3 minutes).
+    only : list of str, optional
+        Experiment names to run (see :data:`EXPERIMENTS`; aliases "fig4", "fig7"); default all.
+    jobs : int
+        Worker processes (results do not depend on it).
+    seed : int
+        Master seed; every unit's seeds derive from it and the unit's name.
+
+    Returns
+    -------
+    int
+        0 when it ran, 2 on bad arguments.
+    """
+    from .reproduce import run
+
+    if only is not None:
+        only = [m for name in only for m in ALIASES.get(name, (name,))]
+    return run(out, quick=quick, only=only, jobs=jobs, seed=seed)

@@ -1,0 +1,474 @@
+"""Training experiments of the paper: Fig. 3 / Fig. 7, Fig. 4a, Fig. 4b, Fig. 6, Fig. 8 (App. H). Plain data only.
+
+See :mod:`icdmin.experiments` for the experiment protocol (``config`` / ``plan`` / ``combine``). Units here train
+with :func:`icdmin.train.train` under the paper's protocol (PAPER.md §5.1: 1000 prompts split 800/200, batch 80,
+Adam 1e-2, x0.1 at 80 % and 90 %, L = 499 clean tokens, 100 / 200 / 200 epochs) and evaluate on fresh prompts.
+The six Fig. 3 seeds vary the initialisation and batch order with the dataset fixed, as in the authors' code
+(PAPER.md §8 item 8). MSEs are per coordinate (mean over prompts and coordinates).
+
+Legend: ``B`` prompts, ``n`` = 16 ambient dimension, ``d`` subspace / sphere dimension, ``L`` context tokens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .train import _DATA, _EVAL_CHUNK, _FRESH, mean_abs_offdiagonal, train
+from .attention import attention
+from .baselines import (
+    linear_attention_estimator,
+    projection_estimator,
+    query_estimator,
+    softmax_attention_estimator,
+    sphere_projection_estimator,
+    zero_estimator,
+)
+from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma, posterior_mean_gmm
+from .energy import softmax
+from .tasks import GMMTask, LinearTask, SphereTask, haar_basis
+
+__all__ = ["TRAIN_EXPERIMENTS", "make_task", "transform_matrix", "unit_baselines", "unit_d_shift",
+           "unit_landscape", "unit_train"]
+
+CASES = ("linear", "sphere", "gmm")  # paper Cases 1, 2, 3
+CASE_TITLES = {"linear": "Case 1: linear subspaces", "sphere": "Case 2: d-spheres", "gmm": "Case 3: Gaussian mixtures"}
+TASK_PARAMS = {  # PAPER.md §5.1, task parameters
+    "linear": dict(n=16, d=8, sigma2_0=2.0, sigma2_z=1.0),
+    "sphere": dict(n=16, d=8, R=1.0, sigma2_z=0.1),
+    "gmm": dict(n=16, K=8, sigma2_0=0.02, sigma2_z=0.1, R=1.0),
+}
+PAPER_EPOCHS = {"linear": 100, "sphere": 200, "gmm": 200}  # PAPER.md §5.1 (from the authors' code)
+PRIMARY_KIND = {"linear": "linear", "sphere": "softmax", "gmm": "softmax"}  # the attention the paper trains per case
+L_PAPER = 499  # the authors' context_len = 500 is 499 clean tokens (PAPER.md §1)
+A_SEED = 8  # seed of the fixed App. H transform (transform_matrix); fixed, not derived from the master seed
+FIG4A_L = [19, 29, 39, 49, 59, 69, 79, 89] + list(range(99, 500, 40))  # authors' context_len grid minus 1 (§5.5)
+
+
+def make_task(case: str, *, d=None, transform_seed=None, target="clean"):
+    """The paper's task for ``case`` (PAPER.md §5.1); ``d`` overrides the dimension, ``transform_seed`` adds App. H's A."""
+    params = dict(TASK_PARAMS[case])
+    if d is not None:
+        params["d"] = d
+    if case == "linear":
+        extra = {} if transform_seed is None else {"transform": transform_matrix(params["n"], transform_seed)}
+        return LinearTask(**params, **extra, target=target)
+    return SphereTask(**params) if case == "sphere" else GMMTask(**params)
+
+
+def transform_matrix(n: int, seed: int = A_SEED) -> np.ndarray:
+    """The fixed App. H transform: A = U diag(s) Vᵀ, U, V Haar-orthogonal, s geometric from 0.5 to 2 (cond 4).
+
+    The paper does not give its A (PAPER.md §5.9, UNCONFIRMED); this one is well conditioned and far from a
+    multiple of the identity, so that "W ∝ A⁻¹" and "W ∝ I" are easy to tell apart. Shapes: -> (n, n).
+    """
+    rng = np.random.default_rng(seed)
+    U, V = haar_basis(rng, 2, n, n)  # (n, n) each
+    return U @ np.diag(np.geomspace(0.5, 2.0, n)) @ V.T
+
+
+def fit_scalar(W, T) -> dict:
+    """Best c in W ≈ c T (least squares) and the relative residual ||W − cT||_F / ||W||_F."""
+    W, T = np.asarray(W, dtype=float), np.asarray(T, dtype=float)
+    c = float(np.sum(W * T) / np.sum(T * T))
+    return {"scale": c, "rel_residual": float(np.linalg.norm(W - c * T) / np.linalg.norm(W))}
+
+
+def _per_prompt_sq(est, x) -> np.ndarray:
+    return np.mean((est - x) ** 2, axis=1)  # (B,) squared error per coordinate
+
+
+def _mean_se(values: np.ndarray) -> dict:
+    return {"mse": float(values.mean()), "se": float(values.std(ddof=1) / np.sqrt(values.size))}
+
+
+# ----------------------------------------------------------------------------------------------------------- units
+def unit_train(case, kind, seed, data_seed, epochs, L=L_PAPER, model="full", online=False, n_fresh=0,
+               eval_every=1, weights=False, transform_seed=None, target="clean", d=None) -> dict:
+    """One training run (:func:`icdmin.train.train`), summarised as plain data (curves, scales, fresh MSE)."""
+    task = make_task(case, d=d, transform_seed=transform_seed, target=target)
+    res = train(task, kind=kind, L=L, seed=seed, epochs=epochs, model=model, online=online, n_fresh=n_fresh,
+                       eval_every=eval_every, data_seed=data_seed)
+    h = res.history
+    out = {
+        "epoch": h["epoch"], "train_mse": h["train_mse"], "test_mse": h["test_mse"],
+        "alpha": res.alpha, "beta": res.beta, "gamma": res.alpha * res.beta,
+        "offdiag_KQ": mean_abs_offdiagonal(res.W_KQ), "offdiag_PV": mean_abs_offdiagonal(res.W_PV),
+        "bayes_test_mse": res.bayes_mse, "bayes_train_mse": res.bayes_train_mse,
+        "fresh_mse": res.fresh_mse, "fresh_bayes_mse": res.fresh_bayes_mse,
+        "min_train_mse": min(h["train_mse"]), "min_test_mse": min(h["test_mse"]),
+    }
+    if weights:
+        out["W_KQ"], out["W_PV"] = res.W_KQ.tolist(), res.W_PV.tolist()
+    return out
+
+
+def _fresh_prompts(task, data_seed, n_fresh, L):
+    """The fresh prompts :func:`icdmin.train.train` evaluates on for this ``data_seed`` (same stream and chunks)."""
+    rng = np.random.default_rng([data_seed, _FRESH])
+    for start in range(0, n_fresh, _EVAL_CHUNK):
+        yield task.sample(rng, min(_EVAL_CHUNK, n_fresh - start), L)
+
+
+def unit_baselines(case, data_seed, n_fresh, L=L_PAPER) -> dict:
+    """MSE (± s.e.) of the baselines of Fig. 3 on the same fresh prompts the trained models are evaluated on.
+
+    zero, noisy query, context projection (PAPER.md §2.1-2.3) unshrunk and shrunk, the paper's theory weights
+    (Eq. 10 / Eq. 13), the oracle (Eqs. 3, 6, 7); for Case 2 also the authors' wrong Bessel order; for Case 3 also
+    Eq. (8) with the oracle centres.
+    """
+    task = make_task(case)
+    p = TASK_PARAMS[case]
+    sz = p["sigma2_z"]
+    errs: dict[str, list] = {}
+
+    def add(name, est, x):
+        errs.setdefault(name, []).append(_per_prompt_sq(est, x))
+
+    for chunk in _fresh_prompts(task, data_seed, n_fresh, L):
+        X, q, x = chunk.X, chunk.x_tilde, chunk.x
+        add("zero", zero_estimator(X, q), x)
+        add("query", query_estimator(X, q), x)
+        add("oracle", task.posterior_mean(chunk), x)
+        if case == "linear":
+            s0 = p["sigma2_0"]
+            add("projection", projection_estimator(X, q), x)
+            add("projection_shrunk", projection_estimator(X, q, shrink=s0 / (s0 + sz)), x)
+            add("theory_weights", linear_attention_estimator(X, q, s0, sz), x)  # Eq. (10), gamma = 1/3
+            g = optimal_linear_gamma(p["d"], L, s0, sz)
+            add("finite_L_optimum", attention(X, q, g * np.eye(p["n"]), np.eye(p["n"]), "linear"), x)
+        elif case == "sphere":
+            add("projection", sphere_projection_estimator(X, q, sz, bessel=None), x)
+            add("projection_shrunk", sphere_projection_estimator(X, q, sz, bessel="paper"), x)
+            add("authors_bayes_line", sphere_projection_estimator(X, q, sz, bessel="authors"), x)
+            add("theory_weights", softmax_attention_estimator(X, q, sz), x)  # Eq. (13): alpha 1, beta 1/sigma2_z
+        else:
+            add("eq8_oracle_centres", posterior_mean_gmm(q, chunk.centers, 0.0, sz, chunk.weights), x)
+            add("theory_weights", softmax_attention_estimator(X, q, sz), x)
+    errs = {k: np.concatenate(v) for k, v in errs.items()}
+    out = {name: _mean_se(v) for name, v in errs.items()}
+    if case == "sphere":  # paired difference: the authors' line minus the true oracle, same prompts
+        out["authors_minus_oracle"] = _mean_se(errs["authors_bayes_line"] - errs["oracle"])
+    if case == "linear":
+        out["bayes_theory"] = {"mse": bayes_risk_linear(p["n"], p["d"], p["sigma2_0"], sz), "se": 0.0}
+    return out
+
+
+def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fraction=0.2, check=(1.3, 4.0)) -> dict:
+    """Loss of W_KQ = βI, W_PV = αI on the Fig. 3 training set, for every β in ``betas`` and every α (Fig. 6).
+
+    For fixed β the output is α u_b(β) with u_b = X_b softmax(β X_bᵀ x̃_b), so the MSE is the quadratic
+    (α² a(β) − 2α b(β) + c) / n with a = mean_b |u_b|², b = mean_b ⟨u_b, x_b⟩, c = mean_b |x_b|²: one softmax per β
+    gives the whole α axis exactly. The dataset is the one :func:`icdmin.train.train` draws for ``data_seed``.
+    ``check`` = (α, β) is evaluated once through :func:`icdmin.attention.attention` as a cross-check.
+    """
+    task = make_task(case)
+    rng = np.random.default_rng([data_seed, _DATA])  # the training data of train(..., data_seed)
+    prompts = task.sample(rng, n_prompts, L)
+    order = rng.permutation(n_prompts)
+    n_test = int(round(test_fraction * n_prompts))
+    tr = prompts.subset(np.sort(order[n_test:]))
+    X, q, x = tr.X, tr.x_tilde, tr.x  # (B, n, L), (B, n), (B, n)
+    n = X.shape[1]
+    scores = np.einsum("bnl,bn->bl", X, q)  # (B, L)
+    a, b = [], []
+    for beta in betas:
+        u = np.einsum("bnl,bl->bn", X, softmax(beta * scores, axis=-1))  # (B, n)
+        a.append(float(np.mean(np.sum(u * u, axis=1))))
+        b.append(float(np.mean(np.sum(u * x, axis=1))))
+    c = float(np.mean(np.sum(x * x, axis=1)))
+    alpha_c, beta_c = check
+    direct = float(np.mean((attention(X, q, beta_c * np.eye(n), alpha_c * np.eye(n), "softmax") - x) ** 2))
+    u = np.einsum("bnl,bl->bn", X, softmax(beta_c * scores, axis=-1))
+    quad = float((alpha_c**2 * np.mean(np.sum(u * u, 1)) - 2 * alpha_c * np.mean(np.sum(u * x, 1)) + c) / n)
+    return {"betas": list(betas), "a": a, "b": b, "c": c, "n": n, "n_prompts": int(X.shape[0]),
+            "check_rel_diff": abs(direct - quad) / direct}
+
+
+def unit_d_shift(L, seed, data_seed, epochs, d_values, n_eval, eval_seed) -> dict:
+    """Fig. 4b: train linear attention at d = 8 and context L, then evaluate d^{-1} MSE at other d (fresh prompts)."""
+    task = make_task("linear")
+    res = train(task, kind="linear", L=L, seed=seed, epochs=epochs, data_seed=data_seed)
+    p = TASK_PARAMS["linear"]
+    n, s0, sz = p["n"], p["sigma2_0"], p["sigma2_z"]
+    gamma = res.alpha * res.beta
+    measured, se, theory_learned = [], [], []
+    for d in d_values:
+        prompts = make_task("linear", d=d).sample(np.random.default_rng([eval_seed, d]), n_eval, L)
+        err = _per_prompt_sq(attention(prompts.X, prompts.x_tilde, res.W_KQ, res.W_PV, "linear"), prompts.x)
+        measured.append(float(err.mean() * n / d))
+        se.append(float(err.std(ddof=1) / np.sqrt(n_eval) * n / d))
+        theory_learned.append(linear_risk(n, d, L, s0, sz, gamma) * n / d)  # scaled identity with the learned gamma
+    ideal = [2 / 3 + (4 / 3) * (d + 1) / L for d in d_values]  # PAPER.md §5.5, gamma = 1/3
+    return {"L": L, "d": list(d_values), "d_inv_mse": measured, "d_inv_mse_se": se,
+            "theory_learned_gamma": theory_learned, "theory_ideal": ideal, "gamma": gamma, "alpha": res.alpha,
+            "beta": res.beta, "offdiag_KQ": mean_abs_offdiagonal(res.W_KQ),
+            "offdiag_PV": mean_abs_offdiagonal(res.W_PV)}
+
+
+# ------------------------------------------------------------------------------------------- Fig. 3 and Fig. 7
+def _fig3_config(quick: bool) -> dict:
+    return {
+        "seeds": 2 if quick else 6,
+        "epochs": dict(PAPER_EPOCHS),
+        "online_epochs": {"linear": 40, "sphere": 60, "gmm": 60} if quick else {"linear": 100, "sphere": 200,
+                                                                               "gmm": 200},
+        "online_and_identity": not quick,  # the online runs alone cost ~35 s of CPU (prompt sampling)
+        "eval_every": 4 if quick else 2,
+        "n_fresh": 1000 if quick else 2000,
+        "L": L_PAPER,
+    }
+
+
+def _fig3_data_seed(seed: int, case: str) -> int:
+    from .reproduce import derive_seed
+
+    return derive_seed(seed, "fig3", case, "data")
+
+
+def _fig3_run(cfg, seed, case, kind, s, **extra):
+    from .reproduce import derive_seed
+
+    kwargs = dict(case=case, kind=kind, seed=derive_seed(seed, "fig3", case, kind, s),
+                  data_seed=_fig3_data_seed(seed, case), epochs=cfg["epochs"][case], L=cfg["L"],
+                  n_fresh=cfg["n_fresh"], eval_every=cfg["eval_every"], weights=(s == 0))
+    kwargs.update(extra)
+    cost = kwargs["epochs"] * (3.0 if kind == "softmax" else 1.0) * (3.0 if kwargs.get("online") else 1.0)
+    return ("unit_train", kwargs, cost)
+
+
+def _fig3_plan(cfg, seed):
+    plan = {}
+    for case in CASES:
+        for kind in ("softmax", "linear"):
+            for s in range(cfg["seeds"]):
+                plan[f"{case}/{kind}/{s}"] = _fig3_run(cfg, seed, case, kind, s)
+        if cfg["online_and_identity"]:
+            kind = PRIMARY_KIND[case]
+            plan[f"{case}/{kind}/online"] = _fig3_run(cfg, seed, case, kind, 0, online=True,
+                                                       epochs=cfg["online_epochs"][case])
+            plan[f"{case}/{kind}/identity"] = _fig3_run(cfg, seed, case, kind, 0, model="identity")
+        plan[f"{case}/baselines"] = ("unit_baselines", dict(case=case, data_seed=_fig3_data_seed(seed, case),
+                                                            n_fresh=cfg["n_fresh"], L=cfg["L"]), 20.0)
+    return plan
+
+
+def _curve_stats(runs, key):
+    arr = np.array([r[key] for r in runs])  # (seeds, T)
+    return {"mean": arr.mean(0).tolist(), "min": arr.min(0).tolist(), "max": arr.max(0).tolist()}
+
+
+def _fig3_combine(cfg, units):
+    cases, rows = {}, []
+    cols = ["case", "kind", "protocol", "seed", "final_train_mse", "final_test_mse", "fresh_mse", "fresh_bayes_mse",
+            "alpha_mean_diag_PV", "beta_mean_diag_KQ", "offdiag_KQ", "offdiag_PV"]
+
+    def row(case, kind, protocol, s, r):
+        rows.append([case, kind, protocol, s, r["train_mse"][-1], r["test_mse"][-1], r["fresh_mse"],
+                     r["fresh_bayes_mse"], r["alpha"], r["beta"], r["offdiag_KQ"], r["offdiag_PV"]])
+
+    for case in CASES:
+        entry = {"title": CASE_TITLES[case], "params": TASK_PARAMS[case], "baselines": units[f"{case}/baselines"],
+                 "runs": {}}
+        for kind in ("softmax", "linear"):
+            runs = [units[f"{case}/{kind}/{s}"] for s in range(cfg["seeds"])]
+            for s, r in enumerate(runs):
+                row(case, kind, "paper (800 prompts)", s, r)
+            summary = {"epoch": runs[0]["epoch"], "train": _curve_stats(runs, "train_mse"),
+                       "test": _curve_stats(runs, "test_mse"), "W_KQ": runs[0]["W_KQ"], "W_PV": runs[0]["W_PV"],
+                       "bayes_test_mse": runs[0]["bayes_test_mse"], "bayes_train_mse": runs[0]["bayes_train_mse"],
+                       "fresh_bayes_mse": runs[0]["fresh_bayes_mse"]}
+            for key in ("alpha", "beta", "gamma", "offdiag_KQ", "offdiag_PV", "fresh_mse", "min_test_mse"):
+                summary[key] = [r[key] for r in runs]
+            summary["final_train_mse"] = [r["train_mse"][-1] for r in runs]
+            summary["final_test_mse"] = [r["test_mse"][-1] for r in runs]
+            entry["runs"][kind] = summary
+        for protocol in ("online", "identity"):
+            key = f"{case}/{PRIMARY_KIND[case]}/{protocol}"
+            if key in units:
+                r = dict(units[key])
+                r.pop("W_KQ", None), r.pop("W_PV", None)
+                r["kind"] = PRIMARY_KIND[case]
+                entry[protocol] = r
+                row(case, r["kind"], protocol, 0, r)
+        cases[case] = entry
+    for case in CASES:
+        for name, v in units[f"{case}/baselines"].items():
+            rows.append([case, "baseline", name, "", None, None, v["mse"], None, None, None, None, None])
+    return {"cases": cases, "table": {"columns": cols, "rows": rows}}
+
+
+# --------------------------------------------------------------------------------------------------- Fig. 4
+def _fig4a_config(quick):
+    return {"L": FIG4A_L[::3] + [499] if quick else FIG4A_L, "epochs": 100, "n_fresh": 1000 if quick else 2000,
+            "eval_every": 5}
+
+
+def _fig4a_plan(cfg, seed):
+    from .reproduce import derive_seed
+
+    plan = {}
+    for i, L in enumerate(cfg["L"]):  # seed = run index, as the authors' multirun (PAPER.md §5.5)
+        plan[f"L{L}"] = ("unit_train", dict(case="linear", kind="linear", seed=derive_seed(seed, "fig4a", i),
+                                            data_seed=derive_seed(seed, "fig4a", "data", L), epochs=cfg["epochs"],
+                                            L=L, n_fresh=cfg["n_fresh"], eval_every=cfg["eval_every"]), L / 100)
+    return plan
+
+
+def _fig4a_combine(cfg, units):
+    p = TASK_PARAMS["linear"]
+    args = (p["d"], p["sigma2_0"], p["sigma2_z"])
+    out = {"L": cfg["L"], "bayes": bayes_risk_linear(p["n"], *args), "gamma": [], "gamma_star": [], "fresh_mse": [],
+           "fresh_bayes_mse": [], "min_train_mse": [], "min_test_mse": [], "theory_mse_at_gamma_star": [],
+           "theory_mse_at_one_third": [], "theory_mse_at_learned_gamma": []}
+    for L in cfg["L"]:
+        r = units[f"L{L}"]
+        g_star = optimal_linear_gamma(p["d"], L, p["sigma2_0"], p["sigma2_z"])
+        out["gamma"].append(r["gamma"])
+        out["gamma_star"].append(g_star)
+        for key in ("fresh_mse", "fresh_bayes_mse", "min_train_mse", "min_test_mse"):
+            out[key].append(r[key])
+        out["theory_mse_at_gamma_star"].append(linear_risk(p["n"], p["d"], L, p["sigma2_0"], p["sigma2_z"], g_star))
+        out["theory_mse_at_one_third"].append(linear_risk(p["n"], p["d"], L, p["sigma2_0"], p["sigma2_z"], 1 / 3))
+        out["theory_mse_at_learned_gamma"].append(linear_risk(p["n"], p["d"], L, p["sigma2_0"], p["sigma2_z"],
+                                                              r["gamma"]))
+    excess = np.array(out["fresh_mse"]) - np.array(out["fresh_bayes_mse"])
+    good = excess > 0
+    slope = np.polyfit(np.log(np.array(cfg["L"])[good]), np.log(excess[good]), 1)[0] if good.sum() > 2 else None
+    out["loglog_slope_excess_fresh_mse"] = slope
+    cols = ["L", "learned_gamma", "gamma_star_L", "fresh_mse", "fresh_bayes_mse", "min_train_mse", "min_test_mse",
+            "theory_mse_at_gamma_star", "theory_mse_at_one_third"]
+    rows = [[L, out["gamma"][i], out["gamma_star"][i], out["fresh_mse"][i], out["fresh_bayes_mse"][i],
+             out["min_train_mse"][i], out["min_test_mse"][i], out["theory_mse_at_gamma_star"][i],
+             out["theory_mse_at_one_third"][i]] for i, L in enumerate(cfg["L"])]
+    out["table"] = {"columns": cols, "rows": rows}
+    return out
+
+
+def _fig4b_config(quick):
+    return {"L": [29, 49, 499], "d": list(range(1, 16)), "epochs": 100, "n_eval": 1000 if quick else 2000}
+
+
+def _fig4b_plan(cfg, seed):
+    from .reproduce import derive_seed
+
+    return {f"L{L}": ("unit_d_shift", dict(L=L, seed=derive_seed(seed, "fig4b", L),
+                                           data_seed=derive_seed(seed, "fig4b", "data", L), epochs=cfg["epochs"],
+                                           d_values=cfg["d"], n_eval=cfg["n_eval"],
+                                           eval_seed=derive_seed(seed, "fig4b", "eval", L)), L / 50 + 5)
+            for L in cfg["L"]}
+
+
+def _fig4b_combine(cfg, units):
+    out = {"curves": {str(L): units[f"L{L}"] for L in cfg["L"]}}
+    cols = ["L", "d", "d_inv_mse", "d_inv_mse_se", "theory_learned_gamma", "theory_ideal_gamma_one_third"]
+    rows = [[L, d, u["d_inv_mse"][i], u["d_inv_mse_se"][i], u["theory_learned_gamma"][i], u["theory_ideal"][i]]
+            for L in cfg["L"] for u in [units[f"L{L}"]] for i, d in enumerate(u["d"])]
+    out["table"] = {"columns": cols, "rows": rows}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- Fig. 6
+def _fig6_config(quick):
+    cfg = _fig3_config(quick)
+    return {"fig3": cfg, "betas": np.round(np.linspace(0.0, 12.0, 41 if quick else 121), 6).tolist(),
+            "alphas": np.round(np.linspace(0.0, 3.0, 50), 6).tolist(), "theory_point": {"alpha": 1.0, "beta": 10.0}}
+
+
+def _fig6_plan(cfg, seed):
+    plan = {}
+    for case in ("sphere", "gmm"):
+        plan[f"{case}/landscape"] = ("unit_landscape", dict(case=case, data_seed=_fig3_data_seed(seed, case),
+                                                            betas=cfg["betas"], L=cfg["fig3"]["L"]), 8.0)
+        plan[f"{case}/trained"] = _fig3_run(cfg["fig3"], seed, case, "softmax", 0)
+    return plan
+
+
+def _fig6_combine(cfg, units):
+    out, rows = {}, []
+    for case in ("sphere", "gmm"):
+        ls, tr = units[f"{case}/landscape"], units[f"{case}/trained"]
+        betas, a, b = np.array(ls["betas"]), np.array(ls["a"]), np.array(ls["b"])
+        n, c = ls["n"], ls["c"]
+
+        def loss(alpha, beta):  # interpolated in beta (grid step <= 0.3), exact in alpha
+            aa, bb = np.interp(beta, betas, a), np.interp(beta, betas, b)
+            return (alpha**2 * aa - 2 * alpha * bb + c) / n
+
+        alphas = np.array(cfg["alphas"])
+        grid = (alphas[:, None] ** 2 * a[None, :] - 2 * alphas[:, None] * b[None, :] + c) / n  # (alphas, betas)
+        i, j = np.unravel_index(np.argmin(grid), grid.shape)
+        valley_alpha = np.where(a > 0, b / np.where(a > 0, a, 1), 0.0)  # exact argmin over alpha per beta
+        valley_loss = (c - np.where(a > 0, b**2 / np.where(a > 0, a, 1), 0.0)) / n
+        k = int(np.argmin(valley_loss))
+        th = cfg["theory_point"]
+        out[case] = {
+            "alphas": alphas.tolist(), "betas": betas.tolist(), "loss": grid.tolist(),
+            "valley_alpha": valley_alpha.tolist(), "valley_loss": valley_loss.tolist(),
+            "grid_min": {"alpha": float(alphas[i]), "beta": float(betas[j]), "loss": float(grid[i, j])},
+            "valley_min": {"alpha": float(valley_alpha[k]), "beta": float(betas[k]), "loss": float(valley_loss[k])},
+            "trained": {"alpha": tr["alpha"], "beta": tr["beta"], "loss": float(loss(tr["alpha"], tr["beta"]))},
+            "theory": {"alpha": th["alpha"], "beta": th["beta"], "loss": float(loss(th["alpha"], th["beta"]))},
+            "check_rel_diff": ls["check_rel_diff"], "n_prompts": ls["n_prompts"],
+        }
+        for name in ("grid_min", "valley_min", "trained", "theory"):
+            v = out[case][name]
+            rows.append([case, name, v["alpha"], v["beta"], v["loss"]])
+    out["table"] = {"columns": ["case", "point", "alpha", "beta", "train_mse"], "rows": rows}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- Fig. 8
+def _fig8_config(quick):
+    return {"epochs": 150 if quick else 500, "A_seed": A_SEED, "n": 16, "n_fresh": 1000, "eval_every": 10}
+
+
+def _fig8_plan(cfg, seed):
+    from .reproduce import derive_seed
+
+    plan = {}
+    for kind in ("linear", "softmax"):
+        for target in ("clean", "transformed"):
+            plan[f"{kind}/{target}"] = ("unit_train", dict(
+                case="linear", kind=kind, seed=derive_seed(seed, "fig8", kind, target),
+                data_seed=derive_seed(seed, "fig8", "data"), epochs=cfg["epochs"], n_fresh=cfg["n_fresh"],
+                eval_every=cfg["eval_every"], weights=True, transform_seed=cfg["A_seed"], target=target),
+                cfg["epochs"] * (3.0 if kind == "softmax" else 1.0))
+    return plan
+
+
+def _fig8_combine(cfg, units):
+    A = transform_matrix(cfg["n"], cfg["A_seed"])
+    A_inv = np.linalg.inv(A)
+    G_inv = np.linalg.inv(A @ A.T)
+    eye = np.eye(cfg["n"])
+    out, rows = {"A": A.tolist(), "A_inv": A_inv.tolist(), "AAT_inv": G_inv.tolist(),
+                 "A_singular_values": np.linalg.svd(A, compute_uv=False).tolist()}, []
+    for key, u in units.items():
+        kind, target = key.split("/")
+        theory_PV = A_inv if target == "clean" else eye  # A.12: alpha A^-1; A.13: alpha I
+        fits = {"PV_vs_theory": fit_scalar(u["W_PV"], theory_PV), "PV_vs_identity": fit_scalar(u["W_PV"], eye),
+                "PV_vs_A_inv": fit_scalar(u["W_PV"], A_inv),
+                "KQ_vs_theory": fit_scalar(u["W_KQ"], G_inv), "KQ_vs_identity": fit_scalar(u["W_KQ"], eye)}
+        product = fits["PV_vs_theory"]["scale"] * fits["KQ_vs_theory"]["scale"]
+        out[key] = {"W_KQ": u["W_KQ"], "W_PV": u["W_PV"], "fits": fits, "scale_product": product,
+                    "fresh_mse": u["fresh_mse"], "fresh_bayes_mse": u["fresh_bayes_mse"],
+                    "final_test_mse": u["test_mse"][-1]}
+        rows.append([kind, target, fits["PV_vs_theory"]["scale"], fits["PV_vs_theory"]["rel_residual"],
+                     fits["PV_vs_identity"]["rel_residual"], fits["KQ_vs_theory"]["scale"],
+                     fits["KQ_vs_theory"]["rel_residual"], fits["KQ_vs_identity"]["rel_residual"], product,
+                     u["fresh_mse"], u["fresh_bayes_mse"]])
+    out["table"] = {"columns": ["kind", "target", "alpha_fit", "PV_resid_theory", "PV_resid_identity", "beta_fit",
+                                "KQ_resid_theory", "KQ_resid_identity", "alpha_beta", "fresh_mse",
+                                "fresh_bayes_mse"], "rows": rows}
+    return out
+
+
+TRAIN_EXPERIMENTS = {
+    "fig3": ("Fig. 3 + Fig. 7: three tasks, softmax and linear attention, seeds; online; scaled identity",
+             _fig3_config, _fig3_plan, _fig3_combine),
+    "fig4a": ("Fig. 4a: linear attention vs context length L", _fig4a_config, _fig4a_plan, _fig4a_combine),
+    "fig4b": ("Fig. 4b: a d = 8 model evaluated at d = 1..15", _fig4b_config, _fig4b_plan, _fig4b_combine),
+    "fig6": ("Fig. 6: (alpha, beta) loss landscape over scaled identities", _fig6_config, _fig6_plan,
+             _fig6_combine),
+    "fig8": ("Fig. 8 / App. H: a global transform A", _fig8_config, _fig8_plan, _fig8_combine),
+}
