@@ -161,9 +161,9 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
         d_hat = k - 1.0
         nu = (d_hat + 1.0) / 2.0 if bessel == "paper" else d_hat - 0.5
         A = _ive_ratio(nu, R_hat * r / sz)  # (B,)
-    factor = np.zeros_like(r)
+    factor = np.zeros(r.shape)
     np.divide(A * R_hat, r, out=factor, where=r > 0)  # p = 0 -> output 0
-    return _out(np.einsum("bnk,bk->bn", V, c * factor[:, None]), single)
+    return _out(np.einsum("bnk,bk->bn", V, c * factor[:, None].astype(c.dtype, copy=False)), single)
 
 
 def zero_estimator(X, x_tilde):

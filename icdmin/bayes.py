@@ -128,6 +128,7 @@ def posterior_mean_linear(x_tilde, basis, sigma2_0, sigma2_z, offset=None):
     out = np.einsum("bnd,bd->bn", V, c)  # (B, n)
     if offset is not None:
         out += m
+    out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out
 
 
@@ -156,6 +157,7 @@ def posterior_mean_sphere(x_tilde, basis, R, sigma2_z):
     factor = np.full(r.shape, R * R / (sigma2_z * (d + 1)))  # the r -> 0 limit
     factor[pos] = R * A[pos] / r[pos]
     out = np.einsum("bnk,bk->bn", V, c * factor[:, None].astype(c.dtype, copy=False))  # (B, n)
+    out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out
 
 
@@ -208,6 +210,7 @@ def posterior_mean_gmm(x_tilde, centers, sigma2_0, sigma2_z, weights=None):
     logits = (np.einsum("bnk,bn->bk", M, q) - 0.5 * np.einsum("bnk,bnk->bk", M, M)) / v + logw  # (B, K)
     p = softmax(logits, axis=-1)  # (B, K)
     out = (s0 / v) * q + (sz / v) * np.einsum("bnk,bk->bn", M, p)  # (B, n)
+    out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out
 
 
@@ -241,6 +244,7 @@ def posterior_mean_gmm_general(x_tilde, centers, sigma2_components, sigma2_z, we
     logits = _log_weights(weights, K, B) - 0.5 * n * np.log(v) - np.einsum("bnk,bnk->bk", diff, diff) / (2 * v)
     p = softmax(logits, axis=-1)  # (B, K)
     out = q * np.sum(p * s2 / v, axis=1, keepdims=True) + np.einsum("bnk,bk->bn", M, p * sz / v)
+    out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out
 
 

@@ -375,3 +375,11 @@ def test_golden_bayes():
 
     stored, fresh = golden("bayes")
     assert_tree_close(stored, fresh)
+
+
+def test_float32_in_float32_out():
+    q, V, M = np.ones(4, np.float32), np.eye(4, 2, dtype=np.float32), np.eye(4, 3, dtype=np.float32)
+    assert posterior_mean_linear(q, V, 1.0, 1.0).dtype == np.float32
+    assert posterior_mean_sphere(q, V, 1.0, 1.0).dtype == np.float32
+    assert posterior_mean_gmm(q, M, 0.1, 1.0).dtype == np.float32
+    assert posterior_mean_gmm_general(q, M, [0.1, 0.2, 0.0], 1.0).dtype == np.float32
