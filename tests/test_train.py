@@ -156,6 +156,16 @@ def test_history_layout_and_schedule():
     assert res.config["epochs"] == 7 and res.config["n_test"] == 6 and res.seconds > 0
 
 
+def test_eval_train_false_skips_intermediate_train_evaluations():
+    full, lean = _small(epochs=4), _small(epochs=4, eval_train=False)
+    np.testing.assert_array_equal(full.W_KQ, lean.W_KQ)  # evaluation does not touch the random streams
+    assert lean.history["test_mse"] == full.history["test_mse"]
+    assert [lean.history["train_mse"][i] for i in (0, -1)] == [full.history["train_mse"][i] for i in (0, -1)]
+    assert np.all(np.isnan(lean.history["train_mse"][1:-1]))
+    with pytest.raises(TypeError, match="eval_train"):
+        _small(eval_train=1)
+
+
 def test_uneven_last_batch():
     """24 train prompts in batches of 10: 3 steps per epoch (10, 10, 4), as torch's DataLoader."""
     res = _small(epochs=2, n_prompts=30, batch_size=10)
