@@ -50,3 +50,17 @@ from .baselines import (
     tweedie_estimator,
     zero_estimator,
 )
+
+# Kept last: binding the function `attention` (API.md) hides the submodule icdmin.attention from
+# `from . import attention`; inside the package use `from .attention import name` instead.
+from .attention import (
+    KINDS,
+    AttentionCache,
+    attention,
+    attention_backward,
+    attention_forward,
+    loss_and_grads,
+    loss_and_grads_identity,
+    loss_and_grads_numpy,
+)
+from .gaussian_attention import attention_gaussian, loss_and_grads_gaussian

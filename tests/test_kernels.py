@@ -16,8 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import dims, finite_floats, seeds
 
-from icdmin import _kernels, attention as attention_module
-from icdmin.attention import KINDS, attention_forward, backend_for, loss_and_grads, loss_and_grads_numpy
+from icdmin import _kernels
+from icdmin.attention import (
+    KINDS,
+    _loss_and_grads_unchecked,
+    attention_forward,
+    backend_for,
+    loss_and_grads,
+    loss_and_grads_numpy,
+)
 
 kinds = st.sampled_from(KINDS)
 
@@ -141,7 +148,7 @@ def test_attention_module_exposes_unchecked_entry_point():
     """The training loop's entry point returns what the checked one does."""
     X, q, x, W_KQ, W_PV = _problem(1, 4, 3, 6)
     for kind in KINDS:
-        a = attention_module._loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind)
+        a = _loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind)
         b = loss_and_grads(X, q, x, W_KQ, W_PV, kind)
         assert a[0] == b[0]
         np.testing.assert_array_equal(a[1], b[1])
