@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import attention
+from .attention import _loss_and_grads_numpy, _loss_and_grads_unchecked, attention, attention_forward
 from ._arrays import mse
 from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma
 from .optim import _adam_update, _sgd_update, step_schedule
@@ -84,8 +84,8 @@ def _predict(X, x_tilde, params, model: str, kind: str, n: int, compressed: bool
     """Attention output with the current parameters (NumPy path for compressed linear contexts, see _loss_and_grads)."""
     W_KQ, W_PV = _weights(params, model, n)
     if compressed:
-        return attention.attention_forward(X, x_tilde, W_KQ, W_PV, kind)[0]  # (B, n)
-    return attention.attention(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
+        return attention_forward(X, x_tilde, W_KQ, W_PV, kind)[0]  # (B, n)
+    return attention(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
 
 
 def _loss_and_grads(X, x_tilde, x, params, model: str, kind: str, compressed: bool):
@@ -98,9 +98,9 @@ def _loss_and_grads(X, x_tilde, x, params, model: str, kind: str, compressed: bo
     """
     W_KQ, W_PV = _weights(params, model, n=X.shape[1])
     if compressed:
-        loss, dW_KQ, dW_PV = attention._loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)
+        loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)
     else:
-        loss, dW_KQ, dW_PV = attention._loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind)
+        loss, dW_KQ, dW_PV = _loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind)
     if model == "identity":
         dt = params[0].dtype
         return loss, (np.array(np.trace(dW_KQ), dtype=dt), np.array(np.trace(dW_PV), dtype=dt))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from icdmin import attention
+from icdmin.attention import attention, loss_and_grads, loss_and_grads_identity
 from icdmin.optim import step_schedule
 from icdmin.tasks import GMMTask, LinearTask, Prompts, SphereTask
 from icdmin.train import (
@@ -136,7 +136,7 @@ def test_recorded_mse_is_exact(seed, kind, L):
     W0 = init_weights(4, rng)
     res = train(replay, kind=kind, L=L, seed=seed % 1000, epochs=2, n_prompts=20, batch_size=6, init_W=W0)
     for pos, (W_KQ, W_PV) in ((0, W0), (-1, (res.W_KQ, res.W_PV))):
-        pred = attention.attention(prompts.X, prompts.x_tilde, W_KQ, W_PV, kind)
+        pred = attention(prompts.X, prompts.x_tilde, W_KQ, W_PV, kind)
         total = np.mean((pred - prompts.x) ** 2)
         combined = (16 * res.history["train_mse"][pos] + 4 * res.history["test_mse"][pos]) / 20
         np.testing.assert_allclose(combined, total, rtol=1e-12)
@@ -202,7 +202,7 @@ def test_identity_gradients_match_attention(seed, kind, alpha, beta):
     rng = np.random.default_rng(seed)
     X, q, x = rng.standard_normal((3, 4, 7)), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
     loss, (dbeta, dalpha) = _loss_and_grads(X, q, x, (np.array(beta), np.array(alpha)), "identity", kind, False)
-    ref = attention.loss_and_grads_identity(X, q, x, alpha, beta, kind)
+    ref = loss_and_grads_identity(X, q, x, alpha, beta, kind)
     np.testing.assert_allclose([loss, dalpha, dbeta], ref, rtol=1e-10, atol=1e-12)
 
 
@@ -235,8 +235,8 @@ def test_compressed_linear_context_gives_same_loss_and_grads(seed, dims):
     W_KQ, W_PV = rng.standard_normal((n, n)), rng.standard_normal((n, n))
     Xc = _compress_linear(X)
     assert Xc.shape == (B, n, n) and Xc.flags.c_contiguous
-    full = attention.loss_and_grads(X, q, x, W_KQ, W_PV, "linear")
-    comp = attention.loss_and_grads(Xc, q, x, W_KQ, W_PV, "linear")
+    full = loss_and_grads(X, q, x, W_KQ, W_PV, "linear")
+    comp = loss_and_grads(Xc, q, x, W_KQ, W_PV, "linear")
     for a, b in zip(full, comp):
         scale = np.max(np.abs(a))  # entries near 0 carry the rounding of the largest ones
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12 * max(scale, 1.0))
