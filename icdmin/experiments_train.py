@@ -208,7 +208,7 @@ def unit_d_shift(L, seed, data_seed, epochs, d_values, n_eval, eval_seed) -> dic
 # ------------------------------------------------------------------------------------------- Fig. 3 and Fig. 7
 def _fig3_config(quick: bool) -> dict:
     return {
-        "seeds": 2 if quick else 6,
+        "seeds": 1 if quick else 6,
         "epochs": dict(PAPER_EPOCHS),
         "online_epochs": {"linear": 40, "sphere": 60, "gmm": 60} if quick else {"linear": 100, "sphere": 200,
                                                                                "gmm": 200},
@@ -299,7 +299,7 @@ def _fig3_combine(cfg, units):
 
 # --------------------------------------------------------------------------------------------------- Fig. 4
 def _fig4a_config(quick):
-    return {"L": FIG4A_L[::3] + [499] if quick else FIG4A_L, "epochs": 100, "n_fresh": 1000 if quick else 2000,
+    return {"L": [19, 49, 99, 259, 499] if quick else FIG4A_L, "epochs": 100, "n_fresh": 1000 if quick else 2000,
             "eval_every": 5}
 
 

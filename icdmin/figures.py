@@ -42,9 +42,9 @@ def _fig3(plt, r, cfg):
         if "authors_bayes_line" in bl:
             ax.axhline(bl["authors_bayes_line"]["mse"], color="C3", ls=":", lw=2,
                        label="authors' 'Bayes' line (wrong Bessel order)")
-        for protocol, mk in (("online", "*"), ("identity", "D")):
+        for protocol, mk, xpos in (("online", "*", 0.9), ("identity", "D", 1.0)):
             if protocol in c:
-                ax.plot([ep[-1]], [c[protocol]["fresh_mse"]], mk, color="k", ms=9, ls="none",
+                ax.plot([xpos * ep[-1]], [c[protocol]["fresh_mse"]], mk, color="k", ms=9, ls="none",
                         label=f"{'online training' if protocol == 'online' else 'scaled identity βI, αI'}"
                               " (fresh prompts)")
         ax.set_ylim(*ylims[case])
@@ -68,7 +68,7 @@ def _fig3_weights(plt, r, cfg):
             W = np.array(run[name])
             v = np.max(np.abs(W))
             im = axes[i, j].imshow(W, cmap="RdBu_r", vmin=-v, vmax=v)
-            axes[i, j].set_title(f"{case}, {kind} attention: {name}\nmean diagonal {np.mean(np.diag(W)):.3f}",
+            axes[i, j].set_title(f"{CASE_TITLES[case].split(' (')[0]}, {kind} attention: {name}\nmean diagonal {np.mean(np.diag(W)):.3f}",
                                  fontsize=9)
             axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
             fig.colorbar(im, ax=axes[i, j], shrink=0.8)
@@ -101,6 +101,8 @@ def _fig4b(plt, r, cfg):
         ax.errorbar(u["d"], u["d_inv_mse"], yerr=u["d_inv_mse_se"], fmt="o", color=f"C{i}", ms=4,
                     label=f"trained at d=8, L={L}: evaluated at d")
         ax.plot(u["d"], u["theory_ideal"], "--", color=f"C{i}", lw=1, label=f"2/3 + (4/3)(d+1)/L, L={L}")
+        ax.plot(u["d"], u["theory_learned_gamma"], ":", color=f"C{i}", lw=1,
+                label=f"theory at the learned γ = {u['gamma']:.3f}")
     ax.axhline(2 / 3, color="C6", lw=2, label="Bayes optimal σ₀²σ_Z²/(σ₀²+σ_Z²) = 2/3")
     ax.axhline(2.0, color="0.4", ls=":", label="predict 0 (σ₀² = 2)")
     ax.axvline(8, color="0.8", lw=0.8)
@@ -161,10 +163,14 @@ def _fig6(plt, r, cfg):
     for ax, case in zip(axes, ("sphere", "gmm")):
         v = r[case]
         B, A = np.meshgrid(v["betas"], v["alphas"])
-        loss = np.array(v["loss"])
-        pm = ax.pcolormesh(B, A, np.log10(loss), cmap="magma_r", shading="auto")
-        fig.colorbar(pm, ax=ax, label="log₁₀ training MSE per coordinate")
-        ax.plot(v["betas"], v["valley_alpha"], "-", color="c", lw=1, label="valley: best α for each β")
+        rel = np.array(v["loss"]) / v["valley_min"]["loss"]  # loss relative to the minimum over the landscape
+        pm = ax.pcolormesh(B, A, rel, cmap="magma_r", shading="auto", vmin=1.0, vmax=2.0)
+        fig.colorbar(pm, ax=ax, label="training MSE / its minimum (clipped at 2)")
+        ax.contour(B, A, rel, levels=[1.02, 1.1, 1.3], colors="0.3", linewidths=0.7)
+        valley = np.array(v["valley_alpha"], float)
+        valley[(valley < v["alphas"][0]) | (valley > v["alphas"][-1])] = np.nan
+        ax.plot(v["betas"], valley, "-", color="c", lw=1.2, label="valley: best α for each β "
+                "(contours: 1.02, 1.1, 1.3 x min)")
         for name, color, label in (("grid_min", "w", "landscape minimum"), ("trained", "C1", "trained (mean diagonals)"),
                                    ("theory", "C2", "theory (α, β) = (1, 1/σ_Z²)")):
             p = v[name]

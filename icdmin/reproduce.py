@@ -67,9 +67,9 @@ def run_unit(fn_name: str, kwargs: dict):
     """Run one unit (a top-level function of ``icdmin.experiments``) and time it. Worker entry point."""
     from . import experiments
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     value = getattr(experiments, fn_name)(**kwargs)
-    return value, time.perf_counter() - t0
+    return value, (time.perf_counter() - t0, time.process_time() - c0)
 
 
 def _unit_key(fn_name: str, kwargs: dict) -> str:
@@ -155,9 +155,11 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
                     exp = experiments.EXPERIMENTS[name]
                     unit_values = {label: done[_unit_key(fn, kw)] for label, (fn, kw, _) in plans[name].items()}
                     results[name] = plain(exp.combine(exp.config(quick), unit_values))
-                    compute = sum(seconds[_unit_key(fn, kw)] for fn, kw, _ in plans[name].values())
+                    keys = [_unit_key(fn, kw) for fn, kw, _ in plans[name].values()]
+                    compute = sum(seconds[k][0] for k in keys)
                     elapsed = time.perf_counter() - t_start
-                    timings[name] = {"finished_at_s": elapsed, "unit_seconds": compute}
+                    timings[name] = {"finished_at_s": elapsed, "unit_wall_s": compute,
+                                     "unit_cpu_s": sum(seconds[k][1] for k in keys)}
                     print(f"[{elapsed:6.1f} s] {name:<6} done: {len(plans[name])} unit(s), {compute:5.1f} s of "
                           f"compute. {exp.title}", flush=True)
 
