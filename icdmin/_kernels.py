@@ -5,7 +5,8 @@ The NumPy code in ``attention.py`` is the specification; these loops must match 
 float64 = 64 KB, stays in the core's L2 cache between the forward and the backward passes, so it is read from memory
 once. Every prompt writes its own loss and gradient slot; the slots are summed afterwards in prompt order, so the
 result does not depend on the number of threads. Loops run along the contiguous token axis t, and
-``fastmath={"reassoc", "contract"}`` lets LLVM vectorise the sums over t (FMA, SIMD); the exponential stays exact.
+``fastmath={"reassoc", "contract"}`` lets LLVM vectorise the sums over t (FMA, SIMD); the exponential is a vectorised
+Cody-Waite/Taylor ``_exp_shifted`` (1e-16 relative, 1.4x faster softmax than libm's scalar exp, measured).
 Every vectorised loop runs over a whole row from index 0: in numba 0.68 a ``range(lo, hi)`` loop with lo > 0 did not
 vectorise (5x slower, measured), and splitting the context into L1-sized chunks (online softmax) was measured
 slower than these whole-row passes, whose rows stay in L2.
@@ -17,8 +18,6 @@ Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' 
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -52,8 +51,37 @@ def njit(parallel: bool = False):
 prange = numba.prange if HAS_NUMBA else range
 
 
+LOG2E = 1.4426950408889634  # 1 / ln 2
+LN2_HI = 0.6931471803691238  # ln 2 split in two (Cody-Waite): LN2_HI has 32 significant bits, so k * LN2_HI is exact
+LN2_LO = 1.9082149292705877e-10
+
+
 @njit()
-def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y):
+def _exp_shifted(a, m, bits):
+    """a[t] <- exp(a[t] - m) for a[t] <= m, in a loop LLVM vectorises (libm's exp is a scalar call).
+
+    exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2] (Cody-Waite), exp(r) by its Taylor
+    series to degree 12 (remainder < 0.35^13/13! = 2e-16), 2^k from the exponent bits. x is clamped at -700: the
+    weight exp(-700) < 1e-304 is negligible next to the largest weight, 1. Relative error ~1e-16 (tests: parity
+    with NumPy at rtol 1e-10). Scratch: bits (L,) int64.
+    """
+    L = a.shape[0]
+    for t in range(L):
+        x = max(a[t] - m, -700.0)
+        k = -int(0.5 - x * LOG2E)  # round(x / ln 2), x <= 0
+        r = x - k * LN2_HI - k * LN2_LO
+        p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
+            1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
+                1.0 / 479001600))))))))))))
+        a[t] = p
+        bits[t] = (k + 1023) << 52
+    scale = bits.view(np.float64)
+    for t in range(L):
+        a[t] *= scale[t]
+
+
+@njit()
+def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
     """One prompt's forward pass: a (weights) and u = X a. Scratch y (L,). Shapes: Xb (n, L), q (n,)."""
     n, L = Xb.shape
     for i in range(n):  # qk = W_KQ q  (n,)
@@ -85,11 +113,10 @@ def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y):
         m = a[0]
         for t in range(1, L):
             m = max(m, a[t])
+        _exp_shifted(a, m, bits)
         s = 0.0
         for t in range(L):
-            e = math.exp(a[t] - m)
-            a[t] = e
-            s += e
+            s += a[t]
         inv_s = 1.0 / s
         for t in range(L):
             a[t] *= inv_s
@@ -110,7 +137,7 @@ def forward(kind, X, x_tilde, W_KQ, W_PV):
         a = np.empty(L, X.dtype)
         u = np.empty(n, X.dtype)
         y = np.empty(L if kind == GAUSSIAN else 0, X.dtype)
-        _prompt_forward(kind, X[b], x_tilde[b], W_KQ, qk, a, u, y)
+        _prompt_forward(kind, X[b], x_tilde[b], W_KQ, qk, a, u, y, np.empty(L, np.int64))
         for i in range(n):  # out = W_PV u
             acc = 0.0
             for j in range(n):
@@ -137,7 +164,7 @@ def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV):
         a = np.empty(L, X.dtype)
         u = np.empty(n, X.dtype)
         y = np.empty(L if kind == GAUSSIAN else 0, X.dtype)
-        _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y)
+        _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, np.empty(L, np.int64))
         # out = W_PV u; loss_b = |out − x|²; r = dloss/dout
         r = np.empty(n, X.dtype)
         lb = 0.0
