@@ -19,7 +19,16 @@ Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+# Numba's OpenMP layer (GNU libgomp) spin-waits at the end of every parallel region by default. On a shared or
+# oversubscribed machine (other processes, or `reproduce --jobs 2`), a spinning thread burns the time slice that its
+# descheduled partner needs: measured here under load, 2 threads fell to a median of 3k prompts/s against 230k/s on
+# one thread; with passive waiting 2 threads never fall below the one-thread speed. Read by libgomp when numba
+# first starts its thread pool (after this import); an explicit user setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     import numba
