@@ -146,7 +146,8 @@ def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, t
         initialised at ``IDENTITY_INIT = 0.1``).
     online : bool
         If True, every step uses a fresh batch from the task (no prompt is seen twice, so no over-fitting); the
-        800/200 dataset is still drawn and both parts are then held-out sets.
+        800/200 dataset is still drawn and both parts are then held-out sets. The stream of batches is its own
+        generator of ``data_seed`` (runs that differ only in ``seed`` see the same stream).
     eval_every : int
         Record the exact train / test MSE at epoch 0, every ``eval_every`` epochs and at the last epoch.
     n_fresh : int
