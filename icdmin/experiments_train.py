@@ -83,11 +83,14 @@ def _mean_se(values: np.ndarray) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------- units
 def unit_train(case, kind, seed, data_seed, epochs, L=L_PAPER, model="full", online=False, n_fresh=0,
-               eval_every=1, weights=False, transform_seed=None, target="clean", d=None) -> dict:
-    """One training run (:func:`icdmin.train.train`), summarised as plain data (curves, scales, fresh MSE)."""
+               eval_every=1, weights=False, transform_seed=None, target="clean", d=None, eval_train=True) -> dict:
+    """One training run (:func:`icdmin.train.train`), summarised as plain data (curves, scales, fresh MSE).
+
+    With ``eval_train=False`` the train-MSE curve holds NaN (None in JSON) between its two ends.
+    """
     task = make_task(case, d=d, transform_seed=transform_seed, target=target)
     res = train(task, kind=kind, L=L, seed=seed, epochs=epochs, model=model, online=online, n_fresh=n_fresh,
-                       eval_every=eval_every, data_seed=data_seed)
+                eval_every=eval_every, data_seed=data_seed, eval_train=eval_train)
     h = res.history
     out = {
         "epoch": h["epoch"], "train_mse": h["train_mse"], "test_mse": h["test_mse"],
@@ -95,7 +98,7 @@ def unit_train(case, kind, seed, data_seed, epochs, L=L_PAPER, model="full", onl
         "offdiag_KQ": mean_abs_offdiagonal(res.W_KQ), "offdiag_PV": mean_abs_offdiagonal(res.W_PV),
         "bayes_test_mse": res.bayes_mse, "bayes_train_mse": res.bayes_train_mse,
         "fresh_mse": res.fresh_mse, "fresh_bayes_mse": res.fresh_bayes_mse,
-        "min_train_mse": min(h["train_mse"]), "min_test_mse": min(h["test_mse"]),
+        "min_train_mse": float(np.nanmin(h["train_mse"])), "min_test_mse": float(np.min(h["test_mse"])),
     }
     if weights:
         out["W_KQ"], out["W_PV"] = res.W_KQ.tolist(), res.W_PV.tolist()
@@ -244,9 +247,11 @@ def _fig3_plan(cfg, seed):
                 plan[f"{case}/{kind}/{s}"] = _fig3_run(cfg, seed, case, kind, s)
         if cfg["online_and_identity"]:
             kind = PRIMARY_KIND[case]
-            plan[f"{case}/{kind}/online"] = _fig3_run(cfg, seed, case, kind, 0, online=True,
-                                                       epochs=cfg["online_epochs"][case])
-            plan[f"{case}/{kind}/identity"] = _fig3_run(cfg, seed, case, kind, 0, model="identity")
+            # only the end point of these runs is shown: no train-MSE curve, test MSE every 10 epochs
+            plan[f"{case}/{kind}/online"] = _fig3_run(cfg, seed, case, kind, 0, online=True, eval_train=False,
+                                                       epochs=cfg["online_epochs"][case], eval_every=10)
+            plan[f"{case}/{kind}/identity"] = _fig3_run(cfg, seed, case, kind, 0, model="identity",
+                                                         eval_train=False, eval_every=10)
         plan[f"{case}/baselines"] = ("unit_baselines", dict(case=case, data_seed=_fig3_data_seed(seed, case),
                                                             n_fresh=cfg["n_fresh"], L=cfg["L"]), 20.0)
     return plan
@@ -386,7 +391,9 @@ def _fig6_plan(cfg, seed):
 def _fig6_combine(cfg, units):
     out, rows = {}, []
     for case in ("sphere", "gmm"):
-        ls, tr = units[f"{case}/landscape"], units[f"{case}/trained"]
+        ls, tr = units[f"{case}/landscape"], dict(units[f"{case}/trained"])
+        # a mirrored solution (-alpha, -beta) of an origin-symmetric task is drawn at (|alpha|, |beta|)
+        tr["alpha"], tr["beta"] = abs(tr["alpha"]), abs(tr["beta"])
         betas, a, b = np.array(ls["betas"]), np.array(ls["a"]), np.array(ls["b"])
         n, c = ls["n"], ls["c"]
 
@@ -431,7 +438,8 @@ def _fig8_plan(cfg, seed):
             plan[f"{kind}/{target}"] = ("unit_train", dict(
                 case="linear", kind=kind, seed=derive_seed(seed, "fig8", kind, target),
                 data_seed=derive_seed(seed, "fig8", "data"), epochs=cfg["epochs"], n_fresh=cfg["n_fresh"],
-                eval_every=cfg["eval_every"], weights=True, transform_seed=cfg["A_seed"], target=target),
+                eval_every=cfg["eval_every"], weights=True, transform_seed=cfg["A_seed"], target=target,
+                eval_train=False),
                 cfg["epochs"] * (3.0 if kind == "softmax" else 1.0))
     return plan
 

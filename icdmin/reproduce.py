@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import itertools
 import json
 import math
 import multiprocessing
 import os
 import platform
 import sys
+import textwrap
 import time
 import zlib
 
@@ -85,13 +87,17 @@ def _write_csv(path: str, table: dict) -> None:
 
 
 def _format_verdicts(rows: list[dict]) -> str:
-    cols = [("claim", 44), ("paper says", 26), ("icdmin measured", 30), ("authors' code", 20), ("holds?", 40)]
-    head = " | ".join(f"{name:<{width}}" for name, width in cols)
+    """The verdict table as text: one block per claim, cells wrapped to fixed column widths."""
+    cols = [("claim", 30), ("paper says", 24), ("icdmin measured", 38), ("authors' code", 18), ("holds?", 30)]
+    sep = " | "
+    head = sep.join(f"{name:<{width}}" for name, width in cols)
     lines = [head, "-" * len(head)]
     for r in rows:
-        holds = ("yes" if r["holds"] else "NO") + f" ({r['tolerance']})"
+        holds = ("yes" if r["holds"] else "NO") + f": {r['tolerance']}"
         cells = [r["claim"], r["paper"], r["measured"], r["authors"] or "-", holds]
-        lines.append(" | ".join(f"{c:<{w}}" for c, (_, w) in zip(cells, cols)))
+        wrapped = [textwrap.wrap(c, w) or [""] for c, (_, w) in zip(cells, cols)]
+        for parts in itertools.zip_longest(*wrapped, fillvalue=""):
+            lines.append(sep.join(f"{p:<{w}}" for p, (_, w) in zip(parts, cols)).rstrip())
     return "\n".join(lines)
 
 
@@ -172,10 +178,16 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
     else:
         with _pool(jobs) as pool:
             futures = {pool.submit(run_unit, units[k][0], units[k][1]): k for k in order}
+            last = time.perf_counter()
             for fut in cf.as_completed(futures):
                 key = futures[fut]
                 done[key], seconds[key] = fut.result()
                 finish(key)
+                if time.perf_counter() - last > 15 and len(done) < len(units):  # a heartbeat between experiments
+                    last = time.perf_counter()
+                    running = [n for n in names if n not in results]
+                    print(f"[{last - t_start:6.1f} s] {len(done)}/{len(units)} units done; running: "
+                          f"{', '.join(running)}", flush=True)
 
     table = verdicts.verdicts(results, quick=quick)
     doc = {
@@ -203,6 +215,10 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
     timing = {"compute_wall_s": time.perf_counter() - t_start, "experiments": timings, "jobs": jobs,
               "python": platform.python_version(), "numpy": np.__version__}
     write(dict(doc, timings=timing))  # the results are safe on disk before any drawing
+    print()
+    print(_format_verdicts(plain(table)))
+    held = sum(r["holds"] for r in table)
+    print(f"\n{held}/{len(table)} claims hold within their stated tolerance.", flush=True)
     from . import figures
 
     t_fig = time.perf_counter()
@@ -211,10 +227,6 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
     timing.update(figures_s=time.perf_counter() - t_fig, total_wall_s=total)
     doc = plain(dict(doc, timings=timing))
     write(doc)
-    print()
-    print(_format_verdicts(doc["verdicts"]))
-    held = sum(r["holds"] for r in doc["verdicts"])
-    print(f"\n{held}/{len(doc['verdicts'])} claims hold within their stated tolerance.")
     if pictures is None:
         print("figures skipped: matplotlib is not installed (pip install -e \".[plot]\")")
     else:

@@ -47,11 +47,21 @@ def _fig3(r, rows):
          f"{_f(g.mean())} [{_f(g.min())}, {_f(g.max())}] ({len(g)} seeds)", _f(AUTHORS["linear"]["gamma"]),
          "every seed within 5% of gamma*(499)=0.3274", np.all(np.abs(g / g_star - 1) < 0.05))
     # Case 3 softmax scales
-    sm = cases["gmm"]["runs"]["softmax"]
+    sm = cases["gmm"]["runs"]["softmax"]  # no mirrored solution here (PAPER.md §5.4): signed means
     a, b = np.mean(sm["alpha"]), np.mean(sm["beta"])
     _row(rows, "Fig3 C3 softmax: (alpha, beta)", "(0.998, 5.127)", f"({_f(a, 3)}, {_f(b, 3)})",
          f"({AUTHORS['gmm']['alpha']}, {AUTHORS['gmm']['beta']})", "both within 10% of the paper",
          abs(a / 0.998 - 1) < 0.1 and abs(b / 5.127 - 1) < 0.1)
+    # Case 2 softmax scales: only the product is pinned down (the valley of Fig. 6), alpha, beta drift along it
+    sm = cases["sphere"]["runs"]["softmax"]  # the sphere is origin-symmetric: seeds may land on (-alpha, -beta)
+    a, b, prod = np.mean(np.abs(sm["alpha"])), np.mean(np.abs(sm["beta"])), np.mean(sm["gamma"])
+    mirrored = int(np.sum(np.array(sm["alpha"]) < 0))
+    paper_prod = 3.596 * 1.603  # PAPER.md §5.4, figure text layer (W_KQ, W_PV)
+    _row(rows, "Fig3 C2 softmax: (alpha, beta) on the valley", "(1.603, 3.596), alpha*beta 5.76",
+         f"(|alpha|, |beta|) = ({_f(a, 3)}, {_f(b, 3)}), alpha*beta {_f(prod, 3)}; {mirrored} of {len(sm['alpha'])}"
+         " seeds mirrored",
+         f"({AUTHORS['sphere']['alpha']}, {AUTHORS['sphere']['beta']}), 5.65", "alpha*beta within 10% of the paper's",
+         abs(prod / paper_prod - 1) < 0.1)
     # scaled identities
     ratios = []
     for case in ("linear", "sphere", "gmm"):
