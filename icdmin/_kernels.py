@@ -90,6 +90,38 @@ def _exp_shifted(a, m, bits):
 
 
 @njit()
+def _col_pass(Xb, c, out):
+    """out[t] = Σ_i Xb[i, t] c[i] (a Xᵀc product along the contiguous t axis), four rows per sweep so that out is
+    loaded and stored n/4 times instead of n (measured 20 % faster than one row per sweep). Shapes: (n, L), (n,)
+    -> (L,)."""
+    n, L = Xb.shape
+    for t in range(L):
+        out[t] = 0.0
+    i0 = n % 4
+    for i in range(i0):
+        x0, c0 = Xb[i], c[i]
+        for t in range(L):
+            out[t] += x0[t] * c0
+    for i in range(i0, n, 4):
+        x0, x1, x2, x3 = Xb[i], Xb[i + 1], Xb[i + 2], Xb[i + 3]  # row views, looped from 0 (vectorises)
+        c0, c1, c2, c3 = c[i], c[i + 1], c[i + 2], c[i + 3]
+        for t in range(L):
+            out[t] += x0[t] * c0 + x1[t] * c1 + x2[t] * c2 + x3[t] * c3
+
+
+@njit()
+def _row_pass(Xb, w, out):
+    """out[i] = Σ_t Xb[i, t] w[t] (an X w product: one dot product per row). Shapes: (n, L), (L,) -> (n,)."""
+    n, L = Xb.shape
+    for i in range(n):
+        x0 = Xb[i]
+        acc = 0.0
+        for t in range(L):
+            acc += x0[t] * w[t]
+        out[i] = acc
+
+
+@njit()
 def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
     """One prompt's forward pass: a (weights) and u = X a. Scratch y (L,). Shapes: Xb (n, L), q (n,)."""
     n, L = Xb.shape
@@ -98,22 +130,13 @@ def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
         for j in range(n):
             acc += W_KQ[i, j] * q[j]
         qk[i] = acc
-    for t in range(L):
-        a[t] = 0.0
-    for i in range(n):  # z = Xᵀ qk  (L,), along the contiguous t axis
-        c = qk[i]
-        for t in range(L):
-            a[t] += Xb[i, t] * c
+    _col_pass(Xb, qk, a)  # z = Xᵀ qk  (L,)
     if kind == GAUSSIAN:  # z_t −= ½ X_tᵀ W_KQ X_t, one row of W_KQ X at a time
         for i in range(n):
+            _col_pass(Xb, W_KQ[i], y)  # y = (W_KQ X)[i]  (L,)
+            x0 = Xb[i]
             for t in range(L):
-                y[t] = 0.0
-            for k in range(n):
-                c = W_KQ[i, k]
-                for t in range(L):
-                    y[t] += c * Xb[k, t]
-            for t in range(L):
-                a[t] -= 0.5 * Xb[i, t] * y[t]
+                a[t] -= 0.5 * x0[t] * y[t]
     if kind == LINEAR:  # a = z / L  (Eq. 11)
         inv_L = 1.0 / L
         for t in range(L):
@@ -129,11 +152,7 @@ def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
         inv_s = 1.0 / s
         for t in range(L):
             a[t] *= inv_s
-    for i in range(n):  # u = X a  (n,)
-        acc = 0.0
-        for t in range(L):
-            acc += Xb[i, t] * a[t]
-        u[i] = acc
+    _row_pass(Xb, a, u)  # u = X a  (n,)
 
 
 @njit(parallel=True)
@@ -192,11 +211,8 @@ def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV):
                 slot_PV[b, i, j] = r[i] * u[j]
                 du[j] += W_PV[i, j] * r[i]
         # da = Xᵀ du  (L,), stored in dz
-        dz = np.zeros(L, X.dtype)
-        for i in range(n):
-            c = du[i]
-            for t in range(L):
-                dz[t] += Xb[i, t] * c
+        dz = np.empty(L, X.dtype)
+        _col_pass(Xb, du, dz)
         if kind == LINEAR:  # a = z / L
             inv_L = 1.0 / L
             for t in range(L):
@@ -208,21 +224,19 @@ def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV):
             for t in range(L):
                 dz[t] = a[t] * (dz[t] - c)
         # z = Xᵀ qk  ->  dqk = X dz;  qk = W_KQ q  ->  dW_KQ = dqk qᵀ
+        dqk = np.empty(n, X.dtype)
+        _row_pass(Xb, dz, dqk)
         for i in range(n):
-            acc = 0.0
-            for t in range(L):
-                acc += Xb[i, t] * dz[t]
             for j in range(n):
-                slot_KQ[b, i, j] = acc * q[j]
+                slot_KQ[b, i, j] = dqk[i] * q[j]
         if kind == GAUSSIAN:  # z −= ½ X_tᵀ W_KQ X_t  ->  dW_KQ −= ½ Σ_t dz_t X_t X_tᵀ
             for i in range(n):
+                x0 = Xb[i]
                 for t in range(L):
-                    y[t] = Xb[i, t] * dz[t]
+                    y[t] = x0[t] * dz[t]
+                _row_pass(Xb, y, dqk)  # dqk reused: (X diag(dz) X)[i, :]
                 for j in range(n):
-                    acc = 0.0
-                    for t in range(L):
-                        acc += y[t] * Xb[j, t]
-                    slot_KQ[b, i, j] -= 0.5 * acc
+                    slot_KQ[b, i, j] -= 0.5 * dqk[j]
     # Sum the per-prompt slots in prompt order: independent of the thread count.
     loss = 0.0
     dW_KQ = np.zeros((n, n), X.dtype)
