@@ -12,7 +12,8 @@ vectorise (5x slower, measured), and splitting the context into L1-sized chunks 
 slower than these whole-row passes, whose rows stay in L2.
 
 Kinds are integer codes (``KIND_CODES``), branched on outside the hot loops, so there is one kernel per purpose
-(forward, loss and gradients) and dtype (float64, float32): four compiled signatures in all, cached on disk.
+(forward, loss and gradients) and dtype (float64, float32): four compiled signatures in all (about 17 s to compile
+from scratch, 1 s to load from the on-disk cache), plus ``stream_sum``, the benchmark's bandwidth probe.
 
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.2).
 """

@@ -160,7 +160,7 @@ def backend_for(X, kind="softmax") -> str:
     """``"numba"`` if :func:`loss_and_grads` / :func:`attention` run a fused kernel for this input, else ``"numpy"``.
 
     The kernel is used exactly when numba imports with its JIT enabled (``_kernels.JIT_ENABLED``) and the
-    arrays are real float32/float64. Under ``NUMBA_DISABLE_JIT=1`` the kernels would run as plain Python loops,
+    arrays are real float32/float64; every kind in ``KINDS`` has a kernel (``kind`` is accepted for symmetry). Under ``NUMBA_DISABLE_JIT=1`` the kernels would run as plain Python loops,
     about a thousand times slower than NumPy, so the NumPy specification is used (the kernel tests still call the
     kernels directly).
     """

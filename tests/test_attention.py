@@ -215,3 +215,13 @@ def test_overflow_from_finite_inputs_is_reported():
     X, x_tilde, x, W_KQ, W_PV = _problem(0, 2, 3, 4)
     with pytest.raises(ValueError, match="overflow"):
         loss_and_grads(X, x_tilde, x, 1e300 * np.ones((3, 3)), 1e300 * np.ones((3, 3)), "linear")
+
+
+@given(dims(), seeds, kinds)
+def test_single_prompt_form_equals_batch_of_one(size, seed, kind):
+    X, x_tilde, x, W_KQ, W_PV = _problem(seed, 1, size["n"], size["L"])
+    single = loss_and_grads(X[0], x_tilde[0], x[0], W_KQ, W_PV, kind)
+    batch = loss_and_grads(X, x_tilde, x, W_KQ, W_PV, kind)
+    assert single[0] == batch[0]
+    for a, b in zip(single[1:], batch[1:]):
+        np.testing.assert_array_equal(a, b)
