@@ -11,7 +11,7 @@ Kinds (q' = W_KQ x̃, scores z_t over the L context tokens, output W_PV X a):
 - ``"softmax"`` (Eq. 12): a = softmax(Xᵀ q').
 - ``"gaussian"`` (Eq. 14 with tied keys and queries, W_K = W_Q = W, W_KQ = WᵀW):
   a = softmax(z), z_t = X_tᵀ W_KQ x̃ − ½ X_tᵀ W_KQ X_t, which is −½‖W X_t − W x̃‖² up to a t-independent constant.
-  With W_KQ = βI this is Tweedie's formula with the context's smoothed empirical prior (PAPER.md §9).
+  With W_KQ = I/σZ², W_PV = I it is Tweedie's formula x̃ + σZ² ∇log p̂(x̃), p̂ = (1/L) Σ_t N(X_t, σZ² I) (PAPER.md §9).
   Separate W_K, W_Q: :mod:`icdmin.gaussian_attention`.
 
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length (clean tokens only).
@@ -160,9 +160,9 @@ def backend_for(X, kind="softmax") -> str:
     """``"numba"`` if :func:`loss_and_grads` / :func:`attention` run a fused kernel for this input, else ``"numpy"``.
 
     The kernel is used exactly when numba imports with its JIT enabled (``_kernels.JIT_ENABLED``) and the
-    arrays are real float32/float64; every kind in ``KINDS`` has a kernel (``kind`` is accepted for symmetry). Under ``NUMBA_DISABLE_JIT=1`` the kernels would run as plain Python loops,
-    about a thousand times slower than NumPy, so the NumPy specification is used (the kernel tests still call the
-    kernels directly).
+    arrays are real float32/float64; every kind in ``KINDS`` has a kernel (``kind`` is accepted for symmetry).
+    Under ``NUMBA_DISABLE_JIT=1`` the kernels would run as plain Python loops, about a thousand times slower than
+    NumPy, so the NumPy specification is used (the kernel tests still call the kernels directly).
     """
     return "numba" if _kernels.JIT_ENABLED and np.asarray(X).dtype in (np.float64, np.float32) else "numpy"
 
