@@ -166,3 +166,10 @@ def test_vectorised_exp_matches_numpy(seed, spread, L, m):
     big = x >= -700
     np.testing.assert_allclose(a[big], np.exp(x[big]), rtol=1e-14, atol=0)
     assert np.all(a[~big] <= np.exp(-700.0) * (1 + 1e-14))
+
+
+@given(seeds, st.integers(1, 300))
+def test_stream_sum_equals_numpy_sum(seed, size):
+    """The benchmark's bandwidth probe sums correctly (sums of N(0,1) values: 1e-12 relative to Σ|a|)."""
+    a = np.random.default_rng(seed).standard_normal(size)
+    assert abs(_kernels.stream_sum(a) - np.sum(a)) <= 1e-12 * np.sum(np.abs(a))
