@@ -189,14 +189,18 @@ def _fig8(r, rows):
             fits = v["fits"]
             pv_alt = fits["PV_vs_identity"] if target == "clean" else fits["PV_vs_A_inv"]
             pv, kq, kq_alt = fits["PV_vs_theory"], fits["KQ_vs_theory"], fits["KQ_vs_identity"]
-            ok = (pv["rel_residual"] < 0.5 * pv_alt["rel_residual"] and kq["rel_residual"] < 0.5 * kq_alt["rel_residual"]
-                  and abs(v["scale_product"] / paper_product[kind] - 1) < 0.1)
+            # the theory explains >= 84% of |W|_F^2 (residual < 0.4) and beats the alternative structure
+            ok = all(fit["rel_residual"] < min(0.4, alt["rel_residual"]) for fit, alt in ((pv, pv_alt), (kq, kq_alt)))
+            if target == "clean":  # the paper's Fig. 8 numbers are for the target x only
+                ok = ok and abs(v["scale_product"] / paper_product[kind] - 1) < 0.1
             pv_t = "A^-1" if target == "clean" else "I"
+            said = f"; alpha*beta {paper_product[kind]}" if target == "clean" else " (derived from A.13)"
+            tol = "residuals < 0.4 and < the alternative's" + ("; product within 10%" if target == "clean" else "")
             _row(rows, f"Fig8 {kind}, target {'x (A.12)' if target == 'clean' else 'Ax (A.13)'}: W_PV~{pv_t}, "
-                 "W_KQ~(AA^T)^-1", f"this structure; alpha*beta {paper_product[kind]}",
+                 "W_KQ~(AA^T)^-1", f"this structure{said}",
                  f"rel. resid. PV {_f(pv['rel_residual'], 2)} (alt. {_f(pv_alt['rel_residual'], 2)}), KQ "
                  f"{_f(kq['rel_residual'], 2)} (vs I {_f(kq_alt['rel_residual'], 2)}); alpha*beta "
-                 f"{_f(v['scale_product'], 3)}", "", "residuals < half the alternative's; product within 10%", ok)
+                 f"{_f(v['scale_product'], 3)}", "", tol, ok)
 
 
 def _thm31(r, rows):
