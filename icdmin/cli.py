@@ -30,7 +30,7 @@ def _gradcheck(args) -> int:
 
 
 def _train(args) -> int:
-    from .train import main as train_main
+    from .train_cli import main as train_main
 
     return train_main(args.task, args.kind, seed=args.seed, epochs=args.epochs, L=args.L, online=args.online,
                       model=args.model, n_fresh=args.n_fresh, data_seed=args.data_seed, eval_every=args.eval_every)

@@ -324,7 +324,7 @@ def test_cli_prints_one_line_per_evaluation_with_the_oracle():
     import io
 
     from icdmin.cli import main as cli_main
-    from icdmin.train import main as train_main
+    from icdmin.train_cli import main as train_main
 
     buf = io.StringIO()
     assert train_main("subspace", seed=1, epochs=3, L=20, n_fresh=10, file=buf) == 0
