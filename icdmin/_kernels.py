@@ -176,19 +176,24 @@ def forward(kind, X, x_tilde, W_KQ, W_PV):
 
 
 @njit(parallel=True)
-def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV):
+def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
     """Fused forward + MSE + backward for every prompt; returns (loss, dW_KQ, dW_PV) as attention.loss_and_grads.
 
-    Shapes: X (B, n, L), x_tilde, x (B, n), W_KQ, W_PV (n, n) -> scalar, (n, n), (n, n).
+    The batch is the prompts ``index`` of X, x_tilde, x, read in place: a training loop passes its whole training
+    set and each mini-batch's indices, and no gathered copy of the contexts is made.
+
+    Shapes: X (N, n, L), x_tilde, x (N, n), W_KQ, W_PV (n, n), index (B,) int64 -> scalar, (n, n), (n, n).
     """
-    B, n, L = X.shape
+    B = index.shape[0]
+    n, L = X.shape[1], X.shape[2]
     scale = 2.0 / (B * n)  # dloss/dout = 2 (out − x) / (B n)
     slot_loss = np.empty(B, np.float64)
     slot_KQ = np.empty((B, n, n), X.dtype)
     slot_PV = np.empty((B, n, n), X.dtype)
     for b in prange(B):
-        Xb = X[b]
-        q = x_tilde[b]
+        p = index[b]
+        Xb = X[p]
+        q = x_tilde[p]
         qk = np.empty(n, X.dtype)
         a = np.empty(L, X.dtype)
         u = np.empty(n, X.dtype)
@@ -201,7 +206,7 @@ def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV):
             acc = 0.0
             for j in range(n):
                 acc += W_PV[i, j] * u[j]
-            d = acc - x[b, i]
+            d = acc - x[p, i]
             lb += d * d
             r[i] = scale * d
         slot_loss[b] = lb

@@ -142,16 +142,21 @@ def _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind):
     return loss, dW_KQ, dW_PV
 
 
-def _loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind):
+def _loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind, index=None):
     """Training-loop entry point: no validation, no conversion.
 
-    The caller guarantees batched C-contiguous arrays of one real dtype (float64 or float32), X (B, n, L),
-    x_tilde and x (B, n), W_KQ and W_PV (n, n), all finite, and ``kind`` in ``KINDS``. Returns
-    ``(loss, dW_KQ, dW_PV)`` with ``loss`` a Python float.
+    The caller guarantees batched C-contiguous arrays of one real dtype (float64 or float32), X (N, n, L),
+    x_tilde and x (N, n), W_KQ and W_PV (n, n), all finite, and ``kind`` in ``KINDS``. With ``index`` (an int64
+    array of prompt numbers in [0, N)) the batch is X[index], x_tilde[index], x[index], and the kernel reads those
+    prompts in place (a mini-batch loop then never copies contexts). Returns ``(loss, dW_KQ, dW_PV)`` with
+    ``loss`` a Python float.
     """
     if _kernels.JIT_ENABLED:
-        loss, dW_KQ, dW_PV = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, x_tilde, x, W_KQ, W_PV)
+        index = np.arange(X.shape[0]) if index is None else index
+        loss, dW_KQ, dW_PV = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, x_tilde, x, W_KQ, W_PV, index)
         return float(loss), dW_KQ, dW_PV
+    if index is not None:
+        X, x_tilde, x = X[index], x_tilde[index], x[index]  # (B, n, L), (B, n), (B, n)
     loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)
     return float(loss), dW_KQ, dW_PV
 

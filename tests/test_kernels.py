@@ -39,6 +39,10 @@ def _problem(seed, B, n, L, w=1.0, dtype=np.float64):
     return tuple(a.astype(dtype) for a in (X, x_tilde, x, W_KQ, W_PV))
 
 
+def _kernel_loss(kind, X, q, x, W_KQ, W_PV):
+    return _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, q, x, W_KQ, W_PV, np.arange(X.shape[0]))
+
+
 def _close(got, want, rtol):
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape
@@ -48,7 +52,7 @@ def _close(got, want, rtol):
 @given(dims(max_n=5, max_L=12), seeds, kinds, finite_floats(0.1, 5.0))
 def test_kernel_loss_and_grads_equal_numpy_float64(size, seed, kind, w):
     X, q, x, W_KQ, W_PV = _problem(seed, size["B"], size["n"], size["L"], w)
-    got = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, q, x, W_KQ, W_PV)
+    got = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
     want = loss_and_grads_numpy(X, q, x, W_KQ, W_PV, kind)
     for g, v in zip(got, want):
         _close(g, v, 1e-10)
@@ -64,7 +68,7 @@ def test_kernel_forward_equals_numpy_float64(size, seed, kind, w):
 @given(dims(max_n=5, max_L=12), seeds, kinds, finite_floats(0.1, 5.0))
 def test_kernel_float32_close_to_float64_spec(size, seed, kind, w):
     X, q, x, W_KQ, W_PV = _problem(seed, size["B"], size["n"], size["L"], w, np.float32)
-    got = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, q, x, W_KQ, W_PV)
+    got = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
     assert got[1].dtype == np.float32 and got[2].dtype == np.float32
     want = loss_and_grads_numpy(*(a.astype(np.float64) for a in (X, q, x, W_KQ, W_PV)), kind)
     for g, v in zip(got, want):
@@ -131,10 +135,10 @@ def test_results_do_not_depend_on_thread_count(kind):
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, q, x, W_KQ, W_PV)
+        one = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
         out_one = _kernels.forward(_kernels.KIND_CODES[kind], X, q, W_KQ, W_PV)
         numba.set_num_threads(2)
-        two = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, q, x, W_KQ, W_PV)
+        two = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
         out_two = _kernels.forward(_kernels.KIND_CODES[kind], X, q, W_KQ, W_PV)
     finally:
         numba.set_num_threads(before)
@@ -173,3 +177,23 @@ def test_stream_sum_equals_numpy_sum(seed, size):
     """The benchmark's bandwidth probe sums correctly (sums of N(0,1) values: 1e-12 relative to Σ|a|)."""
     a = np.random.default_rng(seed).standard_normal(size)
     assert abs(_kernels.stream_sum(a) - np.sum(a)) <= 1e-12 * np.sum(np.abs(a))
+
+
+@given(dims(max_n=5, max_L=12, max_B=6), seeds, kinds, st.booleans())
+def test_index_reads_the_batch_in_place(size, seed, kind, numpy_path):
+    """_loss_and_grads_unchecked(..., index=idx) equals the NumPy specification on X[idx] (repeats allowed),
+    on the kernel path and on the NumPy fallback."""
+    X, q, x, W_KQ, W_PV = _problem(seed, size["B"], size["n"], size["L"], 2.0)
+    idx = np.random.default_rng(seed).integers(0, size["B"], size=size["B"] + 2)
+    want = loss_and_grads_numpy(X[idx], q[idx], x[idx], W_KQ, W_PV, kind)
+    jit = _kernels.JIT_ENABLED
+    try:
+        _kernels.JIT_ENABLED = jit and not numpy_path
+        got = _loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind, index=idx)
+    finally:
+        _kernels.JIT_ENABLED = jit
+    for g, v in zip(got, want):
+        _close(g, v, 1e-10)
+    direct = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, q, x, W_KQ, W_PV, idx)
+    for g, v in zip(direct, want):
+        _close(g, v, 1e-10)
