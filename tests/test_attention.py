@@ -225,3 +225,21 @@ def test_single_prompt_form_equals_batch_of_one(size, seed, kind):
     assert single[0] == batch[0]
     for a, b in zip(single[1:], batch[1:]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_bad_input_identity_and_general_gaussian():
+    X, x_tilde, x, W_KQ, W_PV = _problem(0, 2, 3, 4)
+    with pytest.raises(ValueError, match="alpha"):
+        loss_and_grads_identity(X, x_tilde, x, np.nan, 1.0)
+    with pytest.raises(TypeError, match="beta"):
+        loss_and_grads_identity(X, x_tilde, x, 1.0, "big")
+    with pytest.raises(ValueError, match="kind"):
+        loss_and_grads_identity(X, x_tilde, x, 1.0, 1.0, "cosine")
+    with pytest.raises(ValueError, match="W_K and W_Q"):
+        loss_and_grads_gaussian(X, x_tilde, x, np.ones((2, 3)), np.ones((3, 3)), W_PV)
+    with pytest.raises(ValueError, match="W_PV"):
+        attention_gaussian(X, x_tilde, W_KQ, W_KQ, np.ones((2, 2)))
+    with pytest.raises(ValueError, match="x must"):
+        loss_and_grads_gaussian(X, x_tilde, x[:, :2], W_KQ, W_KQ, W_PV)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        attention_gaussian(np.full_like(X, np.nan), x_tilde, W_KQ, W_KQ, W_PV)
