@@ -2,7 +2,8 @@
 
 An experiment is an :class:`Experiment`: ``config(quick) -> dict`` (its sizes), ``plan(config, seed) -> {label:
 (unit function name, kwargs, cost)}`` and ``combine(config, {label: unit result}) -> dict``. Units are the top-level
-``unit_*`` functions below (and in :mod:`icdmin.experiments_energy`): plain keyword arguments in, plain data out
+``unit_*`` functions of :mod:`icdmin.experiments_train`, :mod:`icdmin.experiments_weights` and
+:mod:`icdmin.experiments_energy`: plain keyword arguments in, plain data out
 (dicts of floats, lists and strings; never arrays), so that :mod:`icdmin.reproduce` can run them in any order in a
 process pool and write everything to JSON. Every random draw inside a unit comes from a seed in its arguments.
 
@@ -24,8 +25,6 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import numpy as np
-
 from .experiments_energy import (  # noqa: F401  (unit functions must be attributes of this module)
     ENERGY_EXPERIMENTS,
     unit_circle_landscape,
@@ -33,13 +32,8 @@ from .experiments_energy import (  # noqa: F401  (unit functions must be attribu
     unit_retrieval,
     unit_thm31,
 )
-from .experiments_train import (  # noqa: F401
-    TRAIN_EXPERIMENTS,
-    unit_baselines,
-    unit_d_shift,
-    unit_landscape,
-    unit_train,
-)
+from .experiments_train import TRAIN_EXPERIMENTS, unit_baselines, unit_d_shift, unit_train  # noqa: F401
+from .experiments_weights import WEIGHT_EXPERIMENTS, unit_landscape  # noqa: F401
 
 __all__ = ["ALIASES", "EXPERIMENTS", "Experiment", "reproduce"]
 
@@ -54,7 +48,7 @@ class Experiment(NamedTuple):
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
-for _name, _spec in (*TRAIN_EXPERIMENTS.items(), *ENERGY_EXPERIMENTS.items()):
+for _name, _spec in (*TRAIN_EXPERIMENTS.items(), *WEIGHT_EXPERIMENTS.items(), *ENERGY_EXPERIMENTS.items()):
     EXPERIMENTS[_name] = Experiment(*_spec)
 EXPERIMENTS = {name: EXPERIMENTS[name] for name in ("fig3", "fig4a", "fig4b", "fig5", "fig6", "fig8", "thm31",
                                                       "prop32")}

@@ -68,7 +68,8 @@ def _fig3_weights(plt, r, cfg):
             W = np.array(run[name])
             v = np.max(np.abs(W))
             im = axes[i, j].imshow(W, cmap="RdBu_r", vmin=-v, vmax=v)
-            axes[i, j].set_title(f"{CASE_TITLES[case].split(' (')[0]}, {kind} attention: {name}\nmean diagonal {np.mean(np.diag(W)):.3f}",
+            axes[i, j].set_title(f"{CASE_TITLES[case].split(' (')[0]}, {kind} attention: {name}\n"
+                                 f"mean diagonal {np.mean(np.diag(W)):.3f}",
                                  fontsize=9)
             axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
             fig.colorbar(im, ax=axes[i, j], shrink=0.8)
@@ -171,8 +172,9 @@ def _fig6(plt, r, cfg):
         valley[(valley < v["alphas"][0]) | (valley > v["alphas"][-1])] = np.nan
         ax.plot(v["betas"], valley, "-", color="c", lw=1.2, label="valley: best α for each β "
                 "(contours: 1.02, 1.1, 1.3 x min)")
-        for name, color, label in (("grid_min", "w", "landscape minimum"), ("trained", "C1", "trained (mean diagonals)"),
-                                   ("theory", "C2", "theory (α, β) = (1, 1/σ_Z²)")):
+        points = (("grid_min", "w", "landscape minimum"), ("trained", "C1", "trained (mean diagonals)"),
+                  ("theory", "C2", "theory (α, β) = (1, 1/σ_Z²)"))
+        for name, color, label in points:
             p = v[name]
             ax.plot(p["beta"], p["alpha"], "o", color=color, mec="k", ms=9, label=f"{label}: {p['loss']:.4f}")
         ax.set_ylim(v["alphas"][0], v["alphas"][-1])
@@ -234,8 +236,9 @@ def _loglog(plt, x, y, yerr, fit, xlabel, ylabel, title, ref_slope, label):
 
 def _thm31(plt, r, cfg):
     return _loglog(plt, r["L"], r["deviation"], r["deviation_se"], r["fit"], "context length L (clean tokens)",
-                   "mean over prompts of |F − f_opt|² / n", "Theorem 3.1: softmax attention with (α, β) = (1, 1/σ_Z²)"
-                   "\nconverges to the Bayes estimator, Case 2 (n=16, d=8, σ_Z²=0.1)", -1.0,
+                   "mean over prompts of |F − f_opt|² / n",
+                   "Theorem 3.1: softmax attention with (α, β) = (1, 1/σ_Z²)\n"
+                   "converges to the Bayes estimator, Case 2 (n=16, d=8, σ_Z²=0.1)", -1.0,
                    "Eq. (13) vs Eq. (6), ± s.e.")
 
 

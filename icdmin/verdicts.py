@@ -1,4 +1,4 @@
-"""The verdict table of ``python -m icdmin reproduce``: each claim of the paper, what icdmin measured, the authors' code.
+"""The verdict table of ``python -m icdmin reproduce``: each claim, what icdmin measured, the authors' code.
 
 :func:`verdicts` reads the combined results of :mod:`icdmin.experiments` (only the experiments that ran) and returns
 one row per claim: ``claim``, ``paper`` (what the paper says), ``measured`` (icdmin), ``authors`` (the authors'
@@ -19,8 +19,8 @@ __all__ = ["AUTHORS", "verdicts"]
 AUTHORS = {
     "linear": {"test": 0.3725, "fresh": 0.3669, "bayes": 0.3350, "alpha": 0.572, "beta": 0.557, "gamma": 0.319,
                "offdiag": (0.023, 0.010), "best_identity": 0.3472},
-    "gmm": {"test": 0.02859, "fresh": 0.02843, "bayes": 0.02307, "alpha": 0.996, "beta": 5.154, "offdiag": (0.41, 0.021),
-            "best_identity": 0.02498, "theory_weights": 0.02960},
+    "gmm": {"test": 0.02859, "fresh": 0.02843, "bayes": 0.02307, "alpha": 0.996, "beta": 5.154,
+            "offdiag": (0.41, 0.021), "best_identity": 0.02498, "theory_weights": 0.02960},
     "sphere": {"test": 0.03150, "fresh": 0.03136, "bayes": 0.02887, "alpha": 1.681, "beta": 3.359,
                "offdiag": (0.16, 0.046), "best_identity": 0.03004, "theory_weights": 0.03128,
                "authors_bayes_line": 0.03016},

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from icdmin import experiments
 from icdmin.experiments_energy import _fit_slope
-from icdmin.experiments_train import fit_scalar, transform_matrix, unit_landscape
+from icdmin.experiments_train import transform_matrix
+from icdmin.experiments_weights import fit_scalar, unit_landscape
 from icdmin.reproduce import SIG_DIGITS, derive_seed, plain
 from tests.strategies import finite_floats, seeds
 
