@@ -64,3 +64,4 @@ from .attention import (
     loss_and_grads_numpy,
 )
 from .gaussian_attention import attention_gaussian, loss_and_grads_gaussian
+from .experiments import EXPERIMENTS, reproduce

@@ -4,7 +4,7 @@ An experiment is an :class:`Experiment`: ``config(quick) -> dict`` (its sizes), 
 (unit function name, kwargs, cost)}`` and ``combine(config, {label: unit result}) -> dict``. Units are the top-level
 ``unit_*`` functions of :mod:`icdmin.experiments_train`, :mod:`icdmin.experiments_weights` and
 :mod:`icdmin.experiments_energy`: plain keyword arguments in, plain data out
-(dicts of floats, lists and strings; never arrays), so that :mod:`icdmin.reproduce` can run them in any order in a
+(dicts of floats, lists and strings; never arrays), so that :mod:`icdmin.runner` can run them in any order in a
 process pool and write everything to JSON. Every random draw inside a unit comes from a seed in its arguments.
 
 | name   | paper          | what                                                                          |
@@ -76,7 +76,7 @@ def reproduce(out: str = "icdmin-results", *, quick: bool = False, only=None, jo
     int
         0 when it ran, 2 on bad arguments.
     """
-    from .reproduce import run
+    from .runner import run
 
     if only is not None:
         only = [m for name in only for m in ALIASES.get(name, (name,))]

@@ -13,6 +13,7 @@ import numpy as np
 from .attention import attention
 from .baselines import softmax_attention_estimator
 from .retrieval import circle_trajectories, retrieval_comparison
+from .runner import derive_seed
 from .tasks import GMMTask, LinearTask, SphereTask
 from .train import init_weights
 
@@ -104,23 +105,17 @@ def unit_prop32(seed, L, batch, eps) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- experiments
-def _derive(*labels):
-    from .reproduce import derive_seed
-
-    return derive_seed(*labels)
-
-
 def _fig5_config(quick):
     return {"grid": 60 if quick else 100, "circle_batch": 4000 if quick else 20000,
             "batch_L499": 200 if quick else 600, "converge_steps": 200, "steps": [1, 2, 5, 50]}
 
 
 def _fig5_plan(cfg, seed):
-    plan = {"landscape": ("unit_circle_landscape", dict(seed=_derive(seed, "fig5", "landscape"), grid=cfg["grid"]),
+    plan = {"landscape": ("unit_circle_landscape", dict(seed=derive_seed(seed, "fig5", "landscape"), grid=cfg["grid"]),
                           1.0)}
     for case in RETRIEVAL_TASKS:
         batch = cfg["circle_batch"] if case == "circle" else cfg["batch_L499"]
-        plan[case] = ("unit_retrieval", dict(case=case, seed=_derive(seed, "fig5", case), batch=batch,
+        plan[case] = ("unit_retrieval", dict(case=case, seed=derive_seed(seed, "fig5", case), batch=batch,
                                              converge_steps=cfg["converge_steps"], steps=cfg["steps"]),
                       2.0 if case == "circle" else batch * cfg["converge_steps"] / 2e4)
     return plan
@@ -145,7 +140,7 @@ def _thm31_config(quick):
 
 
 def _thm31_plan(cfg, seed):
-    return {f"L{L}": ("unit_thm31", dict(L=L, seed=_derive(seed, "thm31", L), batch=cfg["batch"]), L / 500)
+    return {f"L{L}": ("unit_thm31", dict(L=L, seed=derive_seed(seed, "thm31", L), batch=cfg["batch"]), L / 500)
             for L in cfg["L"]}
 
 
@@ -166,7 +161,7 @@ def _prop32_config(quick):
 
 
 def _prop32_plan(cfg, seed):
-    return {"sweep": ("unit_prop32", dict(seed=_derive(seed, "prop32"), L=cfg["L"], batch=cfg["batch"],
+    return {"sweep": ("unit_prop32", dict(seed=derive_seed(seed, "prop32"), L=cfg["L"], batch=cfg["batch"],
                                           eps=cfg["eps"]), 1.0)}
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .train import _EVAL_CHUNK, _FRESH, mean_abs_offdiagonal, train
 from .attention import attention
 from .baselines import (
     linear_attention_estimator,
@@ -24,7 +23,9 @@ from .baselines import (
     zero_estimator,
 )
 from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma, posterior_mean_gmm
+from .runner import derive_seed
 from .tasks import GMMTask, LinearTask, SphereTask, haar_basis
+from .train import _EVAL_CHUNK, _FRESH, mean_abs_offdiagonal, train
 
 __all__ = ["A_SEED", "TRAIN_EXPERIMENTS", "make_task", "transform_matrix", "unit_baselines", "unit_d_shift",
            "unit_train"]
@@ -185,14 +186,10 @@ def _fig3_config(quick: bool) -> dict:
 
 
 def _fig3_data_seed(seed: int, case: str) -> int:
-    from .reproduce import derive_seed
-
     return derive_seed(seed, "fig3", case, "data")
 
 
 def _fig3_run(cfg, seed, case, kind, s, **extra):
-    from .reproduce import derive_seed
-
     kwargs = dict(case=case, kind=kind, seed=derive_seed(seed, "fig3", case, kind, s),
                   data_seed=_fig3_data_seed(seed, case), epochs=cfg["epochs"][case], L=cfg["L"],
                   n_fresh=cfg["n_fresh"], eval_every=cfg["eval_every"], weights=(s == 0))
@@ -271,8 +268,6 @@ def _fig4a_config(quick):
 
 
 def _fig4a_plan(cfg, seed):
-    from .reproduce import derive_seed
-
     plan = {}
     for i, L in enumerate(cfg["L"]):  # seed = run index, as the authors' multirun (PAPER.md §5.5)
         plan[f"L{L}"] = ("unit_train", dict(case="linear", kind="linear", seed=derive_seed(seed, "fig4a", i),
@@ -316,8 +311,6 @@ def _fig4b_config(quick):
 
 
 def _fig4b_plan(cfg, seed):
-    from .reproduce import derive_seed
-
     return {f"L{L}": ("unit_d_shift", dict(L=L, seed=derive_seed(seed, "fig4b", L),
                                            data_seed=derive_seed(seed, "fig4b", "data", L), epochs=cfg["epochs"],
                                            d_values=cfg["d"], n_eval=cfg["n_eval"],

@@ -14,6 +14,7 @@ import numpy as np
 from .attention import attention
 from .energy import softmax
 from .experiments_train import A_SEED, L_PAPER, _fig3_config, _fig3_data_seed, _fig3_run, make_task, transform_matrix
+from .runner import derive_seed
 from .train import _DATA
 
 __all__ = ["WEIGHT_EXPERIMENTS", "fit_scalar", "unit_landscape"]
@@ -114,8 +115,6 @@ def _fig8_config(quick):
 
 
 def _fig8_plan(cfg, seed):
-    from .reproduce import derive_seed
-
     plan = {}
     for kind in ("linear", "softmax"):
         for target in ("clean", "transformed"):
