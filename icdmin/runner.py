@@ -186,7 +186,7 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
                 if time.perf_counter() - last > 15 and len(done) < len(units):  # a heartbeat between experiments
                     last = time.perf_counter()
                     running = [n for n in names if n not in results]
-                    print(f"[{last - t_start:6.1f} s] {len(done)}/{len(units)} units done; running: "
+                    print(f"[{last - t_start:6.1f} s] {len(done)}/{len(units)} units done; waiting on: "
                           f"{', '.join(running)}", flush=True)
 
     table = verdicts.verdicts(results, quick=quick)
