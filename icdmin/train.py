@@ -85,19 +85,22 @@ def _predict(X, x_tilde, params, model: str, kind: str, n: int, compressed: bool
     return attention(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
 
 
-def _loss_and_grads(X, x_tilde, x, params, model: str, kind: str, compressed: bool):
+def _loss_and_grads(X, x_tilde, x, params, model: str, kind: str, compressed: bool, index=None):
     """Mini-batch MSE and its gradients w.r.t. the parameters (PAPER.md §9).
 
     Full model: (dW_KQ, dW_PV). Identity model W_KQ = beta I, W_PV = alpha I: by the chain rule
     (dbeta, dalpha) = (tr dW_KQ, tr dW_PV) (as ``attention.loss_and_grads_identity``). The caller guarantees
     C-contiguous finite arrays of one dtype, so the per-call validation is skipped. Compressed linear contexts
-    (B, n, n) are small enough that the NumPy specification beats a parallel kernel launch.
+    (B, n, n) are small enough that the NumPy specification beats a parallel kernel launch. ``index`` selects the
+    mini-batch X[index], ...; the kernel then reads those prompts in place instead of copying them.
     """
     W_KQ, W_PV = _weights(params, model, n=X.shape[1])
     if compressed:
+        if index is not None:
+            X, x_tilde, x = X[index], x_tilde[index], x[index]  # (b, n, n), (b, n), (b, n)
         loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)
     else:
-        loss, dW_KQ, dW_PV = _loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind)
+        loss, dW_KQ, dW_PV = _loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind, index)
     if model == "identity":
         dt = params[0].dtype
         return loss, (np.array(np.trace(dW_KQ), dtype=dt), np.array(np.trace(dW_PV), dtype=dt))
@@ -239,12 +242,10 @@ def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, t
         for b in range(steps):
             if cfg["online"]:
                 X, q, x = _as_arrays(task.sample(stream_rng, cfg["batch_size"], cfg["L"]), dtype)
-                step_compressed = False
+                loss, grads = _loss_and_grads(X, q, x, params, model, kind, False)
             else:
-                idx = perm[b * cfg["batch_size"]: (b + 1) * cfg["batch_size"]]
-                X, q, x = (a[idx] for a in trainset)  # (b, n, L), (b, n), (b, n)
-                step_compressed = compressed
-            loss, grads = _loss_and_grads(X, q, x, params, model, kind, step_compressed)
+                idx = perm[b * cfg["batch_size"]: (b + 1) * cfg["batch_size"]]  # this mini-batch's prompts
+                loss, grads = _loss_and_grads(*trainset, params, model, kind, compressed, index=idx)
             history["step_loss"].append(float(loss))  # mini-batch MSE before the step
             if cfg["optimizer"] == "adam":
                 params, state = _adam_update(params, grads, state, rate, 0.9, 0.999, 1e-8)
