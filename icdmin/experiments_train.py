@@ -1,4 +1,4 @@
-"""Training experiments of the paper: Fig. 3 / Fig. 7, Fig. 4a, Fig. 4b, Fig. 6, Fig. 8 (App. H). Plain data only.
+"""Training experiments of the paper: Fig. 3 / Fig. 7, Fig. 4a, Fig. 4b (Fig. 6, 8: experiments_weights). Plain data.
 
 See :mod:`icdmin.experiments` for the experiment protocol (``config`` / ``plan`` / ``combine``). Units here train
 with :func:`icdmin.train.train` under the paper's protocol (PAPER.md §5.1: 1000 prompts split 800/200, batch 80,
@@ -57,6 +57,7 @@ def make_task(case: str, *, d=None, transform_seed=None, target="clean"):
         return LinearTask(**params, **extra, target=target)
     return SphereTask(**params) if case == "sphere" else GMMTask(**params)
 
+
 def transform_matrix(n: int, seed: int = A_SEED) -> np.ndarray:
     """The fixed App. H transform: A = U diag(s) Vᵀ, U, V Haar-orthogonal, s geometric from 0.5 to 2 (cond 4).
 
@@ -66,6 +67,7 @@ def transform_matrix(n: int, seed: int = A_SEED) -> np.ndarray:
     rng = np.random.default_rng(seed)
     U, V = haar_basis(rng, 2, n, n)  # (n, n) each
     return U @ np.diag(np.geomspace(0.5, 2.0, n)) @ V.T
+
 
 def _per_prompt_sq(est, x) -> np.ndarray:
     return np.mean((est - x) ** 2, axis=1)  # (B,) squared error per coordinate

@@ -55,8 +55,9 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
     direct = float(np.mean((attention(X, q, beta_c * np.eye(n), alpha_c * np.eye(n), "softmax") - x) ** 2))
     u = np.einsum("bnl,bl->bn", X, softmax(beta_c * scores, axis=-1))
     quad = float((alpha_c**2 * np.mean(np.sum(u * u, 1)) - 2 * alpha_c * np.mean(np.sum(u * x, 1)) + c) / n)
+    bayes = float(np.mean((task.posterior_mean(tr) - x) ** 2))  # equals train(...).bayes_train_mse (same data)
     return {"betas": list(betas), "a": a, "b": b, "c": c, "n": n, "n_prompts": int(X.shape[0]),
-            "check_rel_diff": abs(direct - quad) / direct}
+            "check_rel_diff": abs(direct - quad) / direct, "bayes_train_mse": bayes}
 
 # --------------------------------------------------------------------------------------------------- Fig. 6
 def _fig6_config(quick):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from icdmin import experiments
 from icdmin.experiments_energy import _fit_slope
-from icdmin.experiments_train import transform_matrix
+from icdmin.experiments_train import transform_matrix, unit_baselines, unit_train
 from icdmin.experiments_weights import fit_scalar, unit_landscape
 from icdmin.runner import SIG_DIGITS, derive_seed, plain
 from tests.strategies import finite_floats, seeds
@@ -187,3 +187,14 @@ def test_landscape_quadratic_in_alpha_equals_direct_attention(seed, alpha, beta)
     """The Fig. 6 shortcut (one softmax per beta, exact quadratic in alpha) equals the attention forward pass."""
     res = unit_landscape("sphere", data_seed=seed % 1000, betas=[beta], L=20, n_prompts=30, check=(alpha, beta))
     assert res["check_rel_diff"] < 1e-10
+
+
+@pytest.mark.parametrize("case", ["linear", "sphere", "gmm"])
+def test_units_see_the_same_prompts_as_train(case):
+    """Baselines (fresh prompts) and the Fig. 6 landscape (training set) must use the data train() used."""
+    run = unit_train(case, "linear", seed=1, data_seed=5, epochs=1, L=12, n_fresh=30)
+    base = unit_baselines(case, data_seed=5, n_fresh=30, L=12)
+    assert base["oracle"]["mse"] == pytest.approx(run["fresh_bayes_mse"], rel=1e-12)
+    if case != "linear":
+        land = unit_landscape(case, data_seed=5, betas=[1.0], L=12)
+        assert land["bayes_train_mse"] == pytest.approx(run["bayes_train_mse"], rel=1e-12)
