@@ -20,10 +20,11 @@ AUTHORS = {
     "linear": {"test": 0.3725, "fresh": 0.3669, "bayes": 0.3350, "alpha": 0.572, "beta": 0.557, "gamma": 0.319,
                "offdiag": (0.023, 0.010), "best_identity": 0.3472},
     "gmm": {"test": 0.02859, "fresh": 0.02843, "bayes": 0.02307, "alpha": 0.996, "beta": 5.154,
-            "offdiag": (0.41, 0.021), "best_identity": 0.02498, "theory_weights": 0.02960},
+            "offdiag": (0.41, 0.021), "best_identity": 0.02498, "theory_weights": 0.02960,
+            "best_identity_point": (0.959, 5.5)},  # (alpha, beta) of the best scaled identity on fresh prompts
     "sphere": {"test": 0.03150, "fresh": 0.03136, "bayes": 0.02887, "alpha": 1.681, "beta": 3.359,
                "offdiag": (0.16, 0.046), "best_identity": 0.03004, "theory_weights": 0.03128,
-               "authors_bayes_line": 0.03016},
+               "authors_bayes_line": 0.03016, "best_identity_point": (1.442, 4.25)},
 }
 Z = 4.0  # z-score for Monte-Carlo comparisons (two-sided p ~ 6e-5 per comparison)
 
@@ -175,7 +176,8 @@ def _fig6(r, rows):
         ok = v["trained"]["loss"] <= 1.02 * v["valley_min"]["loss"]
         _row(rows, f"Fig6 {label} trained weights lie in the valley", "trained point in the global valley",
              f"trained {_f(v['trained']['loss'])} vs min {_f(v['valley_min']['loss'])} at (alpha, beta) = "
-             f"({_f(v['valley_min']['alpha'], 3)}, {_f(v['valley_min']['beta'], 3)})", "",
+             f"({_f(v['valley_min']['alpha'], 3)}, {_f(v['valley_min']['beta'], 3)})",
+             "best scaled identity at ({}, {})".format(*AUTHORS[case]["best_identity_point"]),
              "trained loss within 2% of the landscape minimum", ok)
         _row(rows, f"Fig6 {label} theory point (1, 10) above the minimum", "finite-L shift along the valley",
              f"theory {_f(v['theory']['loss'])} vs min {_f(v['valley_min']['loss'])}",
