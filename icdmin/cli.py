@@ -38,7 +38,11 @@ def _train(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``icdmin`` argument parser (one sub-parser per command)."""
-    parser = argparse.ArgumentParser(prog="icdmin", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="icdmin",
+        description="In-context denoising with one-layer transformers (Smart, Bietti & Sengupta, ICML 2025): "
+        "reproduce the paper, benchmark, check gradients, train.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("reproduce", help="re-run the paper's experiments: tables, figures, results.json")
