@@ -20,7 +20,7 @@ from icdmin.experiments_energy import _fit_slope
 from icdmin.experiments_train import transform_matrix, unit_baselines, unit_train
 from icdmin.experiments_weights import fit_scalar, unit_landscape
 from icdmin.runner import SIG_DIGITS, derive_seed, plain
-from tests.strategies import finite_floats, seeds
+from strategies import finite_floats, seeds
 
 CHEAP = ["fig4b", "prop32", "thm31"]  # a few seconds in quick mode; fig4b trains three small models
 EXPECTED_KEYS = {
