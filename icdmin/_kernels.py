@@ -13,7 +13,8 @@ slower than these whole-row passes, whose rows stay in L2.
 
 Kinds are integer codes (``KIND_CODES``), branched on outside the hot loops, so there is one kernel per purpose
 (forward, loss and gradients) and dtype (float64, float32): four compiled signatures in all (about 17 s to compile
-from scratch, 1 s to load from the on-disk cache), plus ``stream_sum``, the benchmark's bandwidth probe.
+from scratch, 1 s to load from the on-disk cache), plus ``stream_sum``, the benchmark's bandwidth probe, and
+``pca_project``, the per-prompt PCA projection of the projection baselines (``baselines.py``).
 
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.2).
 """
@@ -46,7 +47,7 @@ JIT_ENABLED = HAS_NUMBA and not numba.config.DISABLE_JIT
 KIND_CODES = {"linear": 0, "softmax": 1, "gaussian": 2}
 LINEAR, SOFTMAX, GAUSSIAN = 0, 1, 2
 
-__all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads"]
+__all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads", "pca_project"]
 
 
 def njit(parallel: bool = False):
@@ -270,3 +271,124 @@ def stream_sum(a):
             acc += share[k]
         partial[c] = acc
     return partial.sum()
+
+
+
+
+@njit()
+def _gram_block(Xb, I, J, out):
+    """out[I:I+4, J:J+4] = Xb[I:I+4] Xb[J:J+4]ᵀ: sixteen dot products in one sweep along t, so that each loaded
+    element feeds four FMAs (measured 1.6x faster than one dot product per sweep). Shapes: Xb (n, L), out (n, n)."""
+    L = Xb.shape[1]
+    a0, a1, a2, a3 = Xb[I], Xb[I + 1], Xb[I + 2], Xb[I + 3]
+    b0, b1, b2, b3 = Xb[J], Xb[J + 1], Xb[J + 2], Xb[J + 3]
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
+    for t in range(L):
+        x0, x1, x2, x3 = a0[t], a1[t], a2[t], a3[t]
+        y0, y1, y2, y3 = b0[t], b1[t], b2[t], b3[t]
+        s00 += x0 * y0
+        s01 += x0 * y1
+        s02 += x0 * y2
+        s03 += x0 * y3
+        s10 += x1 * y0
+        s11 += x1 * y1
+        s12 += x1 * y2
+        s13 += x1 * y3
+        s20 += x2 * y0
+        s21 += x2 * y1
+        s22 += x2 * y2
+        s23 += x2 * y3
+        s30 += x3 * y0
+        s31 += x3 * y1
+        s32 += x3 * y2
+        s33 += x3 * y3
+    out[I, J], out[I, J + 1], out[I, J + 2], out[I, J + 3] = s00, s01, s02, s03
+    out[I + 1, J], out[I + 1, J + 1], out[I + 1, J + 2], out[I + 1, J + 3] = s10, s11, s12, s13
+    out[I + 2, J], out[I + 2, J + 1], out[I + 2, J + 2], out[I + 2, J + 3] = s20, s21, s22, s23
+    out[I + 3, J], out[I + 3, J + 1], out[I + 3, J + 2], out[I + 3, J + 3] = s30, s31, s32, s33
+
+
+@njit(parallel=True)
+def _second_moments(X, centre):
+    """Per prompt: μ̂ = mean_t X_t (0 unless ``centre``), C = X Xᵀ/L - μ̂ μ̂ᵀ and tr X Xᵀ/L (uncentred).
+
+    X Xᵀ is built from 4 × 4 blocks on and below the diagonal (``_gram_block``), rows beyond the last multiple of
+    4 by single dot products; the upper triangle is mirrored, so C is exactly symmetric.
+
+    Shapes: X (B, n, L) -> C (B, n, n), mu (B, n), trace (B,).
+    """
+    B, n, L = X.shape
+    C = np.empty((B, n, n))
+    mu = np.zeros((B, n))
+    trace = np.empty(B)
+    inv_L = 1.0 / L
+    n4 = n - n % 4
+    for b in prange(B):
+        Xb = X[b]
+        G = C[b]
+        if centre:
+            for i in range(n):
+                x0 = Xb[i]
+                acc = 0.0
+                for t in range(L):
+                    acc += x0[t]
+                mu[b, i] = acc * inv_L
+        for I in range(0, n4, 4):
+            for J in range(0, I + 1, 4):
+                _gram_block(Xb, I, J, G)
+        for i in range(n4, n):
+            x0 = Xb[i]
+            for j in range(i + 1):
+                x1 = Xb[j]
+                acc = 0.0
+                for t in range(L):
+                    acc += x0[t] * x1[t]
+                G[i, j] = acc
+        tr = 0.0
+        for i in range(n):
+            tr += G[i, i] * inv_L
+            for j in range(i + 1):
+                G[i, j] = G[i, j] * inv_L - mu[b, i] * mu[b, j]
+                G[j, i] = G[i, j]
+        trace[b] = tr
+    return C, mu, trace
+
+@njit(parallel=True)
+def pca_project(X, x_tilde, centre, eig_tol):
+    """Per-prompt PCA projection for the projection baselines of ``baselines.py`` (PAPER.md §2.1-2.2).
+
+    For each prompt: μ̂ = mean_t X_t if ``centre`` else 0; C = X Xᵀ/L - μ̂ μ̂ᵀ; V = eigenvectors of C with
+    eigenvalue > eig_tol (``np.linalg.eigh``, LAPACK); proj = V Vᵀ (x̃ - μ̂). The NumPy code in
+    ``baselines.projection_estimator`` / ``sphere_projection_estimator`` is the specification (parity at rtol 1e-10,
+    ``tests/test_kernels.py``). Two parallel passes: the second moments (``_second_moments``; each context,
+    16 × 499 float64, read from L2 in 4 × 4 row blocks), then the 16 × 16 eigendecompositions. A prompt whose X Xᵀ has a non-finite diagonal
+    (NaN/inf in X) skips the eigendecomposition: ``finite[b]`` is False and its proj is NaN, for the caller to raise.
+
+    Shapes: X (B, n, L) float64, x_tilde (B, n) -> proj (B, n), mu (B, n), rank (B,) int64 (number of kept
+    eigenvalues), trace (B,) (tr X Xᵀ/L, uncentred), finite (B,) bool.
+    """
+    B, n = x_tilde.shape
+    C, mu, trace = _second_moments(X, centre)
+    proj = np.zeros((B, n))
+    rank = np.zeros(B, np.int64)
+    finite = np.ones(B, np.bool_)
+    for b in prange(B):
+        for i in range(n):
+            if not np.isfinite(C[b, i, i]):
+                finite[b] = False
+        if not finite[b]:
+            proj[b, :] = np.nan
+            continue
+        w, V = np.linalg.eigh(C[b])
+        r = x_tilde[b] - mu[b]  # (n,)
+        k = 0
+        for e in range(n):
+            if w[e] > eig_tol:
+                k += 1
+                c = 0.0
+                for i in range(n):
+                    c += V[i, e] * r[i]
+                for i in range(n):
+                    proj[b, i] += V[i, e] * c
+        rank[b] = k
+    return proj, mu, rank, trace, finite

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from ._arrays import as_float_array, check_context, check_positive
 from .bayes import _ive_ratio
 from .energy import softmax
@@ -38,9 +39,12 @@ def _context(X, x_tilde):
     return X3, q2, single
 
 
+_NONFINITE = "X contains NaN or inf (or values so large that X^T x_tilde overflows)"
+
+
 def _require_finite(derived) -> None:
     if not np.all(np.isfinite(derived)):
-        raise ValueError("X contains NaN or inf (or values so large that X^T x_tilde overflows)")
+        raise ValueError(_NONFINITE)
 
 
 def _scores(X3, q2):
@@ -110,6 +114,22 @@ def _principal_basis(C, eig_tol):
     return V * keep[:, None, :], keep.sum(axis=1)
 
 
+def pca_backend(X) -> str:
+    """``"numba"`` if the projection baselines run the fused kernel ``_kernels.pca_project`` for this context, else
+    ``"numpy"`` (the specification, ``_principal_basis``). The kernel is used exactly when numba's JIT is enabled
+    (``_kernels.JIT_ENABLED``: under ``NUMBA_DISABLE_JIT=1`` it would be a slow Python loop) and X is float64."""
+    return "numba" if _kernels.JIT_ENABLED and np.asarray(X).dtype == np.float64 else "numpy"
+
+
+def _pca_kernel(X3, q2, centre, eig_tol):
+    """``_kernels.pca_project`` with the finiteness check of X. Shapes: -> proj, mu (B, n), rank, trace (B,)."""
+    proj, mu, rank, trace, finite = _kernels.pca_project(
+        np.ascontiguousarray(X3), np.ascontiguousarray(q2, dtype=np.float64), centre, eig_tol)
+    if not finite.all():
+        raise ValueError(_NONFINITE)
+    return proj, mu, rank, trace
+
+
 def projection_estimator(X, x_tilde, *, shrink=None, eig_tol=1e-4):
     """Affine PCA projection of the query onto the context's span (the authors' ``proj_affine_subspace_estimator``).
 
@@ -124,6 +144,9 @@ def projection_estimator(X, x_tilde, *, shrink=None, eig_tol=1e-4):
     X3, q2, single = _context(X, x_tilde)
     s = 1.0 if shrink is None else check_positive("shrink", shrink)
     eig_tol = check_positive("eig_tol", eig_tol)
+    if pca_backend(X3) == "numba":  # the same formulas, fused per prompt
+        proj, mu, _, _ = _pca_kernel(X3, q2, True, eig_tol)  # V Vᵀ (x̃ - μ̂), μ̂
+        return _out(mu + s * proj, single)
     mu = X3.mean(axis=2)  # (B, n)
     C = _second_moment(X3) - mu[:, :, None] * mu[:, None, :]  # (B, n, n)
     V, _ = _principal_basis(C, eig_tol)  # (B, n, n)
@@ -150,10 +173,15 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
     eig_tol = check_positive("eig_tol", eig_tol)
     if bessel not in ("paper", "authors", None):
         raise ValueError(f"bessel must be 'paper', 'authors' or None, got {bessel!r}")
-    S = _second_moment(X3)  # (B, n, n)
-    R_hat = np.sqrt(np.trace(S, axis1=1, axis2=2))  # (B,)
-    V, k = _principal_basis(S, eig_tol)  # (B, n, n), (B,)
-    c = np.einsum("bnk,bn->bk", V, q2)  # (B, n)
+    if pca_backend(X3) == "numba":  # the same formulas, fused per prompt; p = V Vᵀ x̃ directly
+        p, _, k, tr = _pca_kernel(X3, q2, False, eig_tol)  # (B, n), (B,), (B,)
+        R_hat = np.sqrt(tr)  # (B,)
+        V, c = None, p  # x̂ = c * factor below: ||p|| = ||Vᵀ x̃|| for orthonormal V
+    else:
+        S = _second_moment(X3)  # (B, n, n)
+        R_hat = np.sqrt(np.trace(S, axis1=1, axis2=2))  # (B,)
+        V, k = _principal_basis(S, eig_tol)  # (B, n, n), (B,)
+        c = np.einsum("bnk,bn->bk", V, q2)  # (B, n) = Vᵀ x̃
     r = np.sqrt(np.einsum("bk,bk->b", c, c))  # (B,) ||p||
     if bessel is None:
         A = np.ones_like(r)
@@ -163,7 +191,8 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
         A = _ive_ratio(nu, R_hat * r / sz)  # (B,)
     factor = np.zeros(r.shape)
     np.divide(A * R_hat, r, out=factor, where=r > 0)  # p = 0 -> output 0
-    return _out(np.einsum("bnk,bk->bn", V, c * factor[:, None].astype(c.dtype, copy=False)), single)
+    scaled = c * factor[:, None].astype(c.dtype, copy=False)  # (B, n)
+    return _out(scaled if V is None else np.einsum("bnk,bk->bn", V, scaled), single)
 
 
 def zero_estimator(X, x_tilde):
