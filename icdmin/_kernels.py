@@ -48,7 +48,7 @@ KIND_CODES = {"linear": 0, "softmax": 1, "gaussian": 2}
 LINEAR, SOFTMAX, GAUSSIAN = 0, 1, 2
 
 __all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads", "pca_project", "span_tokens",
-           "span_tokens_serial"]
+           "span_tokens_serial", "mixture_tokens"]
 
 
 def njit(parallel: bool = False):
@@ -457,3 +457,26 @@ def span_tokens_serial(V, G, shift, R, out):
     prompts while the main thread draws the next chunk's normals (``nogil``). Shapes: as ``span_tokens``."""
     for b in range(V.shape[0]):
         _span_prompt(V[b], G[b], shift[b], R, out[b])
+
+
+@njit()
+def mixture_tokens(X, centers, labels, std):
+    """Mixture tokens in place (``GMMTask.sample``, PAPER.md §2.2.3): X[b, :, t] <- std[a] X[b, :, t] + μ_a with
+    a = labels[b, t], X holding standard normals. Serial: the sampler runs it on a worker thread, one chunk of
+    prompts at a time, while the main thread draws the next chunk's normals. The NumPy code in ``GMMTask.sample``
+    is the specification (parity at rtol 1e-12 in ``tests/test_tasks.py``).
+
+    Shapes: X (B, n, L), centers (B, n, K), labels (B, >= L) int, std (K,).
+    """
+    B, n, L = X.shape
+    s = np.empty(L)
+    lab = np.empty(L, np.int64)
+    for b in range(B):
+        for t in range(L):
+            lab[t] = labels[b, t]
+            s[t] = std[lab[t]]
+        for i in range(n):
+            o = X[b, i]
+            c = centers[b, i]
+            for t in range(L):
+                o[t] = o[t] * s[t] + c[lab[t]]

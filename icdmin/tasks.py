@@ -325,11 +325,24 @@ class GMMTask:
             std = np.sqrt(self.sigma2_0)
         else:
             std = np.sqrt(np.asarray(self.sigma2_components))[labels]  # (B, L+1)
-        X = rng.standard_normal((batch, n, L))  # (B, n, L)
-        X *= std if np.ndim(std) == 0 else std[:, None, :L]
-        onehot = np.zeros((batch, K, L))  # (B, K, L); the gather μ_{label} as a matmul beats take_along_axis 3x
-        np.put_along_axis(onehot, labels[:, None, :L], 1.0, axis=1)
-        X += np.matmul(centers, onehot)  # + μ_{label_t}, exact: one term times 1.0
+        if _kernels.JIT_ENABLED:  # the same formula fused, pipelined behind the draws (see _tokens)
+            std_a = np.sqrt(np.asarray(self.sigma2_components if self.sigma2_components is not None
+                                       else np.full(K, self.sigma2_0)))  # (K,) per-component std
+            X = np.empty((batch, n, L))
+            pending = []
+            for lo in range(0, batch, _CHUNK):
+                hi = min(batch, lo + _CHUNK)
+                rng.standard_normal(out=X[lo:hi])  # C order: the stream of one (B, n, L) draw
+                pending.append(_executor().submit(_kernels.mixture_tokens, X[lo:hi], centers[lo:hi],
+                                                  labels[lo:hi], std_a))
+            for job in pending:
+                job.result()
+        else:
+            X = rng.standard_normal((batch, n, L))  # (B, n, L)
+            X *= std if np.ndim(std) == 0 else std[:, None, :L]
+            onehot = np.zeros((batch, K, L))  # (B, K, L); the gather μ_{label} as a matmul beats take_along_axis 3x
+            np.put_along_axis(onehot, labels[:, None, :L], 1.0, axis=1)
+            X += np.matmul(centers, onehot)  # + μ_{label_t}, exact: one term times 1.0
         x = rng.standard_normal((batch, n))  # (B, n)
         x *= std if np.ndim(std) == 0 else std[:, L, None]
         x += np.take_along_axis(centers, labels[:, None, L:], axis=2)[:, :, 0]

@@ -262,24 +262,29 @@ def _sample_with(jit: bool, task, seed, B, L, chunk):
         return task.sample(np.random.default_rng(seed), B, L)
 
 
-@given(dims(max_n=6, max_L=7, max_B=7), seeds, st.integers(1, 4), st.sampled_from(["linear", "affine", "sphere"]))
+@given(dims(max_n=6, max_L=7, max_B=7), seeds, st.integers(1, 4),
+       st.sampled_from(["linear", "affine", "sphere", "gmm", "gmm_general"]))
 def test_token_kernel_equals_numpy_spec_with_the_same_draws(dm, seed, chunk, kind):
     """The kernel path (chunked draws, worker thread) gives the NumPy path's prompts: the same random stream
-    (every later draw, x and x_tilde, is bit-identical) and tokens equal up to summation order (rtol 1e-12:
-    sums of <= n+1 products, ~1e-16 each)."""
+    (every later draw, x and x_tilde, is bit-identical) and tokens equal up to summation order or an FMA
+    (rtol 1e-12: sums of <= n+1 products, ~1e-16 each)."""
     n = max(dm["n"], 2)
-    d = min(dm["d"], n - 1)
+    d, K = min(dm["d"], n - 1), dm["K"]
+    w = np.arange(1.0, K + 1) / np.arange(1.0, K + 1).sum()
     task = {"linear": LinearTask(n, d), "affine": LinearTask(n, d, offset_scale=2.0),
-            "sphere": SphereTask(n, d, R=1.7)}[kind]
+            "sphere": SphereTask(n, d, R=1.7), "gmm": GMMTask(n, K, 0.3, R=2.0),
+            "gmm_general": GMMTask(n, K, weights=w, sigma2_components=0.1 * np.arange(K))}[kind]
     fast = _sample_with(True, task, seed, dm["B"], dm["L"], chunk)
     spec = _sample_with(False, task, seed, dm["B"], dm["L"], chunk)
-    for k in ("x_tilde", "x", "basis", "offset"):
-        a, b = getattr(fast, k), getattr(spec, k)
-        assert (a is None and b is None) or np.array_equal(a, b), k
+    for k, a in _fields(fast).items():
+        b = getattr(spec, k)
+        if k != "X":
+            assert (a is None and b is None) or np.array_equal(a, b), k
     np.testing.assert_allclose(fast.X, spec.X, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("task", [LinearTask(16, 8), SphereTask(16, 8)], ids=["linear", "sphere"])
+@pytest.mark.parametrize("task", [LinearTask(16, 8), SphereTask(16, 8), GMMTask(16, 8)],
+                         ids=["linear", "sphere", "gmm"])
 def test_token_kernel_parity_at_paper_size(task):
     """n = 16, L = 499, 300 prompts (two full chunks of 125 and a partial one): the default pipelined path."""
     from icdmin import _kernels
