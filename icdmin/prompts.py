@@ -75,7 +75,12 @@ def haar_basis(rng: np.random.Generator, batch: int, n: int, k: int) -> np.ndarr
 
     Shapes: -> (batch, n, k).
     """
-    Q, Rm = np.linalg.qr(rng.standard_normal((batch, n, k)))  # (B, n, k), (B, k, k)
+    return haar_from_normals(rng.standard_normal((batch, n, k)))
+
+
+def haar_from_normals(G: np.ndarray) -> np.ndarray:
+    """The orthonormal factor of ``haar_basis`` from its Gaussian draw G, sign-fixed. Shapes: G (B, n, k) -> same."""
+    Q, Rm = np.linalg.qr(G)  # (B, n, k), (B, k, k)
     sign = np.sign(np.diagonal(Rm, axis1=1, axis2=2))  # (B, k)
     sign[sign == 0] = 1.0  # probability zero; keeps the columns unit-norm
     return Q * sign[:, None, :]
