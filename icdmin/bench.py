@@ -182,12 +182,13 @@ def bench_tasks(quick: bool) -> list[Row]:
 
     Each vectorised function is timed against a plain per-prompt Python loop over the same formulas (one
     ``np.linalg.qr`` / ``eigh`` / Bessel call per prompt), measured in the same run; ``--quick`` times the loops on
-    200 prompts and scales them by 5.
+    200 prompts and scales them by 5. With numba's JIT on, the samplers and the PCA projections are also timed
+    with the kernels switched off (their NumPy specification, the same draws), in the same run.
     """
     import numpy as np
 
+    from . import _kernels, bayes
     from . import baselines as bl
-    from . import bayes
     from .energy import softmax
     from .tasks import GMMTask, LinearTask, SphereTask
 
@@ -213,6 +214,15 @@ def bench_tasks(quick: bool) -> list[Row]:
                 X = M[:, rng.integers(0, K, L + 1)] + np.sqrt(0.02) * rng.standard_normal((n, L + 1))
             x_tilde = X[:, -1] + np.sqrt(tasks[name].sigma2_z) * rng.standard_normal(n)  # noqa: F841
 
+    def numpy_path(fn):
+        """fn() with the Numba kernels switched off: the NumPy specification of the samplers and projections."""
+        saved = _kernels.JIT_ENABLED
+        _kernels.JIT_ENABLED = False
+        try:
+            return fn()
+        finally:
+            _kernels.JIT_ENABLED = saved
+
     rows = []
     targets = {"LinearTask": 60.0, "SphereTask": 60.0, "GMMTask": 120.0}
     n_normals = {"LinearTask": d * (L + 1), "SphereTask": (d + 1) * (L + 1), "GMMTask": n * (L + 1)}  # per prompt
@@ -226,6 +236,10 @@ def bench_tasks(quick: bool) -> list[Row]:
                         f"<= {targets[name]:.0f} ms", 1e3 * t <= targets[name]))
         rows.append(Row(f"  its token normals alone ({n_normals[name]} per prompt)", 1e3 * t_floor, "ms",
                         t_floor / t, "sampler (fraction of its time)"))
+        if _kernels.JIT_ENABLED:
+            t_np = numpy_path(lambda: best_time(lambda: task.sample(rng, B, L), repeat=rep))
+            rows.append(Row("  its NumPy path (kernels off, same draws)", 1e3 * t_np, "ms", t_np / t,
+                            "kernel path (speed-up)"))
         prompts[name] = task.sample(np.random.default_rng(1), B, L)
     pl, ps, pg = prompts["LinearTask"], prompts["SphereTask"], prompts["GMMTask"]
 
@@ -271,6 +285,9 @@ def bench_tasks(quick: bool) -> list[Row]:
         t_loop = best_time(lambda: [one(i) for i in range(B_loop)], repeat=1) * B / B_loop
         rows.append(Row(f"{label}, 1000 prompts", 1e3 * t, "ms", t_loop / t, "per-prompt loop",
                         f"<= {target:.0f} ms", 1e3 * t <= target))
+        if "PCA" in label and _kernels.JIT_ENABLED:
+            t_np = numpy_path(lambda: best_time(fast, repeat=rep))
+            rows.append(Row("  its NumPy path (kernel off)", 1e3 * t_np, "ms", t_np / t, "kernel path (speed-up)"))
     return rows
 
 

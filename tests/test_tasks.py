@@ -295,3 +295,24 @@ def test_token_kernel_parity_at_paper_size(task):
     spec = _sample_with(False, task, 11, 300, 499, 125)
     assert np.array_equal(fast.x_tilde, spec.x_tilde)
     np.testing.assert_allclose(fast.X, spec.X, rtol=1e-12, atol=1e-14)
+
+
+def test_sampler_works_in_a_forked_child():
+    """The samplers' worker thread does not survive fork(); a child makes its own (keyed by pid) instead of
+    submitting to a dead pool (which would hang): the child's prompts equal the parent's for the same seed."""
+    import multiprocessing
+    import warnings
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    task = SphereTask(5, 2)
+    want = task.sample(np.random.default_rng(2), 9, 6).X  # starts the parent's worker
+    with warnings.catch_warnings():  # Python >= 3.12 warns about fork() in a multi-threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_sample_sphere_X, (task, 2)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)
+
+
+def _sample_sphere_X(task, seed):
+    return task.sample(np.random.default_rng(seed), 9, 6).X
