@@ -14,7 +14,8 @@ slower than these whole-row passes, whose rows stay in L2.
 Kinds are integer codes (``KIND_CODES``), branched on outside the hot loops, so there is one kernel per purpose
 (forward, loss and gradients) and dtype (float64, float32): four compiled signatures in all (about 17 s to compile
 from scratch, 1 s to load from the on-disk cache), plus ``stream_sum``, the benchmark's bandwidth probe, and
-``pca_project``, the per-prompt PCA projection of the projection baselines (``baselines.py``).
+``pca_project``, the per-prompt PCA projection of the projection baselines (``baselines.py``), and the samplers'
+token builders ``span_tokens_serial`` and ``mixture_tokens`` (``tasks.py``).
 
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.2).
 """
@@ -47,7 +48,7 @@ JIT_ENABLED = HAS_NUMBA and not numba.config.DISABLE_JIT
 KIND_CODES = {"linear": 0, "softmax": 1, "gaussian": 2}
 LINEAR, SOFTMAX, GAUSSIAN = 0, 1, 2
 
-__all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads", "pca_project", "span_tokens",
+__all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads", "pca_project",
            "span_tokens_serial", "mixture_tokens"]
 
 
@@ -398,7 +399,7 @@ def pca_project(X, x_tilde, centre, eig_tol):
 
 @njit()
 def _span_prompt(V, G, shift, R, out):
-    """One prompt of ``span_tokens``. Shapes: V (n, k), G (k, L), shift (n,), out (n, L)."""
+    """One prompt of ``span_tokens_serial``. Shapes: V (n, k), G (k, L), shift (n,), out (n, L)."""
     n, k = V.shape
     L = G.shape[1]
     s = np.empty(L)
@@ -435,26 +436,19 @@ def _span_prompt(V, G, shift, R, out):
                 o[t] += m
 
 
-@njit(parallel=True)
-def span_tokens(V, G, shift, R, out):
+@njit()
+def span_tokens_serial(V, G, shift, R, out):
     """Tokens of the subspace and sphere samplers of ``tasks.py``: out[b] = shift[b] + V[b] (G[b] diag(s_b)).
 
     s_t = R / ||G[b][:, t]|| (a Gaussian column pushed onto the radius-R sphere, PAPER.md §2.2.2) if R > 0, else 1
-    (x_t = m + σ0 V g_t, §2.2.1, with σ0 folded into V). The NumPy code in ``tasks._tokens`` is the specification
-    (same draws; parity at rtol 1e-10 in ``tests/test_tasks.py``): one pass per prompt along the contiguous t axis
-    instead of a scaled copy of G and a batched matmul. X is written once (its 64 MB at the paper's size are a
-    memory-bandwidth floor of ~7 ms here).
+    (x_t = σ0 V g_t, §2.2.1, with σ0 folded into V). The NumPy code in ``tasks._basis_and_tokens`` is the
+    specification (same draws; parity at rtol 1e-12 in ``tests/test_tasks.py``): one pass per prompt along the
+    contiguous t axis instead of a scaled copy of G and a batched matmul. Serial (no ``prange``): the samplers run
+    it on a worker thread for one chunk of prompts while the main thread draws the next chunk's normals
+    (``nogil``); writing X (64 MB per 1000 prompts at the paper's size) is its floor.
 
     Shapes: V (B, n, k), G (B, k, L), shift (B, n), R scalar, out (B, n, L) written in place.
     """
-    for b in prange(V.shape[0]):
-        _span_prompt(V[b], G[b], shift[b], R, out[b])
-
-
-@njit()
-def span_tokens_serial(V, G, shift, R, out):
-    """``span_tokens`` on the calling thread only: the samplers run it on a worker thread for one chunk of
-    prompts while the main thread draws the next chunk's normals (``nogil``). Shapes: as ``span_tokens``."""
     for b in range(V.shape[0]):
         _span_prompt(V[b], G[b], shift[b], R, out[b])
 

@@ -2,7 +2,9 @@
 
 Every prompt draws its own task (a subspace, a sphere, a set of centres), then L + 1 clean tokens from it; the last
 one is corrupted by one Gaussian noise vector and becomes the query (PAPER.md §1). Sampling is vectorised over the
-batch: no Python loop over prompts.
+batch: no Python loop over prompts. With numba's JIT on, the tokens' normals are drawn in chunks of prompts (the
+same stream as one draw) while a worker thread builds each drawn chunk's tokens with a fused kernel of
+``_kernels``; the NumPy branches are the specification (``tests/test_tasks.py`` checks the two agree).
 
 Legend: ``B`` batch, ``n`` ambient dimension, ``d`` subspace / sphere dimension, ``L`` clean context tokens,
 ``K`` mixture components. Tokens are columns.
