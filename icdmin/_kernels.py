@@ -355,6 +355,7 @@ def _second_moments(X, centre):
         trace[b] = tr
     return C, mu, trace
 
+
 @njit(parallel=True)
 def pca_project(X, x_tilde, centre, eig_tol):
     """Per-prompt PCA projection for the projection baselines of ``baselines.py`` (PAPER.md §2.1-2.2).
@@ -363,8 +364,9 @@ def pca_project(X, x_tilde, centre, eig_tol):
     eigenvalue > eig_tol (``np.linalg.eigh``, LAPACK); proj = V Vᵀ (x̃ - μ̂). The NumPy code in
     ``baselines.projection_estimator`` / ``sphere_projection_estimator`` is the specification (parity at rtol 1e-10,
     ``tests/test_kernels.py``). Two parallel passes: the second moments (``_second_moments``; each context,
-    16 × 499 float64, read from L2 in 4 × 4 row blocks), then the 16 × 16 eigendecompositions. A prompt whose X Xᵀ has a non-finite diagonal
-    (NaN/inf in X) skips the eigendecomposition: ``finite[b]`` is False and its proj is NaN, for the caller to raise.
+    16 × 499 float64, read from L2 in 4 × 4 row blocks), then the 16 × 16 eigendecompositions. A prompt whose
+    X Xᵀ has a non-finite diagonal (NaN/inf in X) skips the eigendecomposition: ``finite[b]`` is False and its
+    proj is NaN, for the caller to raise.
 
     Shapes: X (B, n, L) float64, x_tilde (B, n) -> proj (B, n), mu (B, n), rank (B,) int64 (number of kept
     eigenvalues), trace (B,) (tr X Xᵀ/L, uncentred), finite (B,) bool.

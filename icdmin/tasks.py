@@ -12,8 +12,6 @@ Legend: ``B`` batch, ``n`` ambient dimension, ``d`` subspace / sphere dimension,
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
@@ -28,7 +26,8 @@ from .bayes import (
     posterior_mean_linear,
     posterior_mean_sphere,
 )
-from .prompts import Prompts, haar_basis, haar_from_normals
+from . import prompts as _prompts
+from .prompts import Prompts, basis_and_tokens, haar_basis
 
 __all__ = ["Prompts", "LinearTask", "SphereTask", "GMMTask", "haar_basis"]
 
@@ -43,52 +42,6 @@ def _check_prompts(task, prompts) -> Prompts:
     if prompts.n != task.n:
         raise ValueError(f"prompts has n={prompts.n}, the task has n={task.n}")
     return prompts
-
-
-_CHUNK = 125  # prompts per pipelined chunk of the samplers (8 chunks at B = 1000)
-_worker = (None, None)  # (pid, executor): a forked child makes its own thread
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _worker
-    if _worker[0] != os.getpid():
-        _worker = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="icdmin-tokens"))
-    return _worker[1]
-
-
-def _basis_and_tokens(rng, batch, n, k, L, R, scale=1.0):
-    """Draw a Haar basis V (``haar_basis``) and then g ~ N(0, I_k) per token; return V and the tokens
-    scale V g_t (R = 0; x_t = σ0 V g_t, §2.2.1) or V R g_t/||g_t|| (R > 0, onto the radius-R sphere, §2.2.2).
-
-    The NumPy branch is the specification. With numba's JIT on, the same normals are drawn in the same order
-    (the basis's, then the tokens' in chunks of ``_CHUNK`` prompts: ``standard_normal`` fills in C order, so the
-    stream is that of one (B, k, L) draw), while a worker thread runs, in order, the basis's QR and each drawn
-    chunk's tokens (fused kernel ``_kernels.span_tokens_serial``): this work (~20 ms per 1000 prompts at the
-    paper's size, the 64 MB write of X its floor) hides behind the draws (~45 ms) when a second core is free.
-    Both sides release the GIL.
-
-    Shapes: -> V (B, n, k), X (B, n, L).
-    """
-    if not _kernels.JIT_ENABLED:
-        V = haar_basis(rng, batch, n, k)  # (B, n, k)
-        g = rng.standard_normal((batch, k, L))  # (B, k, L)
-        if R > 0:
-            g *= R / np.sqrt(np.einsum("bkl,bkl->bl", g, g))[:, None, :]  # onto the radius-R sphere
-        return V, np.matmul(V * scale if scale != 1.0 else V, g)  # (B, n, L)
-    pool = _executor()
-    basis = pool.submit(haar_from_normals, rng.standard_normal((batch, n, k)))  # the haar_basis draw
-    scaled = pool.submit(lambda: basis.result() * scale if scale != 1.0 else basis.result())
-    X = np.empty((batch, n, L))
-    shift = np.zeros((batch, n))
-    pending = []
-    for lo in range(0, batch, _CHUNK):
-        hi = min(batch, lo + _CHUNK)
-        g = rng.standard_normal((hi - lo, k, L))  # (chunk, k, L)
-        pending.append(pool.submit(lambda lo, hi, g: _kernels.span_tokens_serial(
-            scaled.result()[lo:hi], g, shift[lo:hi], float(R), X[lo:hi]), lo, hi, g))
-    for job in pending:
-        job.result()
-    return basis.result(), X
 
 
 @dataclass(frozen=True)
@@ -163,7 +116,7 @@ class LinearTask:
         """
         rng, batch, L = _check_sample_args(rng, batch, L)
         n, d = self.n, self.d
-        basis, X = _basis_and_tokens(rng, batch, n, d, L, 0.0, np.sqrt(self.sigma2_0))  # (B, n, d), σ0 V g
+        basis, X = basis_and_tokens(rng, batch, n, d, L, 0.0, np.sqrt(self.sigma2_0))  # (B, n, d), σ0 V g
         scaled = basis * np.sqrt(self.sigma2_0)  # (B, n, d)
         x = np.einsum("bnd,bd->bn", scaled, rng.standard_normal((batch, d)))  # (B, n) clean query
         offset = np.zeros((batch, n))
@@ -247,7 +200,7 @@ class SphereTask:
         """
         rng, batch, L = _check_sample_args(rng, batch, L)
         k = self.d + 1
-        basis, X = _basis_and_tokens(rng, batch, self.n, k, L, self.R)  # (B, n, d+1), V R g_t/||g_t||
+        basis, X = basis_and_tokens(rng, batch, self.n, k, L, self.R)  # (B, n, d+1), V R g_t/||g_t||
         gq = rng.standard_normal((batch, k))  # (B, d+1)
         gq *= self.R / np.linalg.norm(gq, axis=1, keepdims=True)
         x = np.einsum("bnk,bk->bn", basis, gq)  # (B, n)
@@ -331,15 +284,15 @@ class GMMTask:
             std = np.sqrt(self.sigma2_0)
         else:
             std = np.sqrt(np.asarray(self.sigma2_components))[labels]  # (B, L+1)
-        if _kernels.JIT_ENABLED:  # the same formula fused, pipelined behind the draws (see _basis_and_tokens)
+        if _kernels.JIT_ENABLED:  # the same formula fused, pipelined behind the draws (prompts.basis_and_tokens)
             std_a = np.sqrt(np.asarray(self.sigma2_components if self.sigma2_components is not None
                                        else np.full(K, self.sigma2_0)))  # (K,) per-component std
             X = np.empty((batch, n, L))
             pending = []
-            for lo in range(0, batch, _CHUNK):
-                hi = min(batch, lo + _CHUNK)
+            for lo in range(0, batch, _prompts.CHUNK):
+                hi = min(batch, lo + _prompts.CHUNK)
                 rng.standard_normal(out=X[lo:hi])  # C order: the stream of one (B, n, L) draw
-                pending.append(_executor().submit(_kernels.mixture_tokens, X[lo:hi], centers[lo:hi],
+                pending.append(_prompts.executor().submit(_kernels.mixture_tokens, X[lo:hi], centers[lo:hi],
                                                   labels[lo:hi], std_a))
             for job in pending:
                 job.result()

@@ -254,11 +254,11 @@ def test_golden_tasks():
 def _sample_with(jit: bool, task, seed, B, L, chunk):
     """Sample with the fused token kernel (``jit``; it runs as Python under NUMBA_DISABLE_JIT=1) or the NumPy
     specification, with the pipelined chunk size ``chunk``."""
-    from icdmin import _kernels, tasks
+    from icdmin import _kernels, prompts
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_kernels, "JIT_ENABLED", jit)
-        mp.setattr(tasks, "_CHUNK", chunk)
+        mp.setattr(prompts, "CHUNK", chunk)
         return task.sample(np.random.default_rng(seed), B, L)
 
 
