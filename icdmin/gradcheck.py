@@ -73,11 +73,13 @@ def directional_error(f, params, rng, eps: float = 1e-5):
     return errors
 
 
-def complex_step_error(f, params, h: float = 1e-20):
+def complex_step_error(f, params, h: float = 1e-20, floor: float = 1e-300):
     """Worst relative error of each manual gradient against the elementwise complex step Im f(P + ihE) / h.
 
     ``f`` must be complex-analytic in its parameters (the NumPy path). Returns one error per parameter, relative to
-    the largest entry of that gradient.
+    the largest entry of that gradient, or to ``floor`` if that is larger. A saturated softmax has gradients far
+    below the loss while the manual backward still cancels terms of the loss's size (a ⊙ (g − aᵀg)), whose
+    rounding is ~1e-16 × loss: pass e.g. ``floor=1e-6 * loss`` to compare such tiny gradients in absolute terms.
     """
     params = [np.asarray(p, dtype=np.float64) for p in params]
     grads = f(*params)[1:]
@@ -89,7 +91,7 @@ def complex_step_error(f, params, h: float = 1e-20):
             pc[idx] += 1j * h
             args = [q if j != k else pc for j, q in enumerate(params)]
             numerical[idx] = np.imag(f(*args)[0]) / h
-        errors.append(_rel(numerical, np.real(np.asarray(g))))
+        errors.append(_rel(numerical, np.real(np.asarray(g)), floor))
     return errors
 
 

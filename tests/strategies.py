@@ -35,3 +35,14 @@ def dims(draw, max_n: int = 6, max_L: int = 16, max_B: int = 3, max_K: int = 4):
 def arrays(shape, lo: float = -3.0, hi: float = 3.0):
     """float64 arrays of the given shape with finite entries in [lo, hi]."""
     return hnp.arrays(np.float64, shape, elements=finite_floats(lo, hi))
+
+
+def attention_problem(seed: int, B: int, n: int, L: int, w: float = 1.0, dtype=np.float64):
+    """A random attention problem: X (B, n, L), x_tilde, x (B, n), W_KQ (scaled by w), W_PV (n, n), in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((B, n, L)) / np.sqrt(n)  # (B, n, L)
+    x = rng.standard_normal((B, n)) / np.sqrt(n)  # (B, n)
+    x_tilde = x + rng.standard_normal((B, n)) / np.sqrt(n)  # (B, n)
+    W_KQ = w * rng.uniform(-1, 1, (n, n))  # (n, n)
+    W_PV = rng.uniform(-1, 1, (n, n))  # (n, n)
+    return tuple(a.astype(dtype) for a in (X, x_tilde, x, W_KQ, W_PV))

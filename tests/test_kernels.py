@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import dims, finite_floats, seeds
+from strategies import attention_problem, dims, finite_floats, seeds
 
 from icdmin import _kernels
 from icdmin.attention import (
@@ -29,14 +29,6 @@ from icdmin.attention import (
 kinds = st.sampled_from(KINDS)
 
 
-def _problem(seed, B, n, L, w=1.0, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((B, n, L)) / np.sqrt(n)  # (B, n, L)
-    x = rng.standard_normal((B, n)) / np.sqrt(n)  # (B, n)
-    x_tilde = x + rng.standard_normal((B, n)) / np.sqrt(n)  # (B, n)
-    W_KQ = w * rng.uniform(-1, 1, (n, n))  # (n, n)
-    W_PV = rng.uniform(-1, 1, (n, n))  # (n, n)
-    return tuple(a.astype(dtype) for a in (X, x_tilde, x, W_KQ, W_PV))
 
 
 def _kernel_loss(kind, X, q, x, W_KQ, W_PV):
@@ -51,7 +43,7 @@ def _close(got, want, rtol):
 
 @given(dims(max_n=5, max_L=12), seeds, kinds, finite_floats(0.1, 5.0))
 def test_kernel_loss_and_grads_equal_numpy_float64(size, seed, kind, w):
-    X, q, x, W_KQ, W_PV = _problem(seed, size["B"], size["n"], size["L"], w)
+    X, q, x, W_KQ, W_PV = attention_problem(seed, size["B"], size["n"], size["L"], w)
     got = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
     want = loss_and_grads_numpy(X, q, x, W_KQ, W_PV, kind)
     for g, v in zip(got, want):
@@ -60,14 +52,14 @@ def test_kernel_loss_and_grads_equal_numpy_float64(size, seed, kind, w):
 
 @given(dims(max_n=5, max_L=12), seeds, kinds, finite_floats(0.1, 5.0))
 def test_kernel_forward_equals_numpy_float64(size, seed, kind, w):
-    X, q, _, W_KQ, W_PV = _problem(seed, size["B"], size["n"], size["L"], w)
+    X, q, _, W_KQ, W_PV = attention_problem(seed, size["B"], size["n"], size["L"], w)
     got = _kernels.forward(_kernels.KIND_CODES[kind], X, q, W_KQ, W_PV)
     _close(got, attention_forward(X, q, W_KQ, W_PV, kind)[0], 1e-10)
 
 
 @given(dims(max_n=5, max_L=12), seeds, kinds, finite_floats(0.1, 5.0))
 def test_kernel_float32_close_to_float64_spec(size, seed, kind, w):
-    X, q, x, W_KQ, W_PV = _problem(seed, size["B"], size["n"], size["L"], w, np.float32)
+    X, q, x, W_KQ, W_PV = attention_problem(seed, size["B"], size["n"], size["L"], w, np.float32)
     got = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
     assert got[1].dtype == np.float32 and got[2].dtype == np.float32
     want = loss_and_grads_numpy(*(a.astype(np.float64) for a in (X, q, x, W_KQ, W_PV)), kind)
@@ -86,7 +78,7 @@ needs_jit = pytest.mark.skipif(not _kernels.JIT_ENABLED, reason="compiled kernel
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
 def test_kernel_parity_at_paper_size(kind, dtype, rtol):
     """n = 16, L = 499, B = 80 with the trained Case 3 scale (β ≈ 5): the training and benchmark setting."""
-    X, q, x, W_KQ, W_PV = _problem(7, 80, 16, 499, 5.0, dtype)
+    X, q, x, W_KQ, W_PV = attention_problem(7, 80, 16, 499, 5.0, dtype)
     got = loss_and_grads(X, q, x, W_KQ, W_PV, kind)
     want = loss_and_grads_numpy(*(a.astype(np.float64) for a in (X, q, x, W_KQ, W_PV)), kind)
     for g, v in zip(got, want):
@@ -100,7 +92,7 @@ def test_kernels_used_exactly_when_numba_imports(monkeypatch):
         import numba
 
         assert _kernels.JIT_ENABLED == (not numba.config.DISABLE_JIT)
-    X, q, x, W_KQ, W_PV = _problem(0, 2, 3, 5)
+    X, q, x, W_KQ, W_PV = attention_problem(0, 2, 3, 5)
     calls = []
     real = _kernels.loss_and_grads
 
@@ -131,7 +123,7 @@ def test_results_do_not_depend_on_thread_count(kind):
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs at least 2 numba threads")
-    X, q, x, W_KQ, W_PV = _problem(3, 37, 16, 101, 3.0)
+    X, q, x, W_KQ, W_PV = attention_problem(3, 37, 16, 101, 3.0)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -150,7 +142,7 @@ def test_results_do_not_depend_on_thread_count(kind):
 
 def test_attention_module_exposes_unchecked_entry_point():
     """The training loop's entry point returns what the checked one does."""
-    X, q, x, W_KQ, W_PV = _problem(1, 4, 3, 6)
+    X, q, x, W_KQ, W_PV = attention_problem(1, 4, 3, 6)
     for kind in KINDS:
         a = _loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind)
         b = loss_and_grads(X, q, x, W_KQ, W_PV, kind)
@@ -183,7 +175,7 @@ def test_stream_sum_equals_numpy_sum(seed, size):
 def test_index_reads_the_batch_in_place(size, seed, kind, numpy_path):
     """_loss_and_grads_unchecked(..., index=idx) equals the NumPy specification on X[idx] (repeats allowed),
     on the kernel path and on the NumPy fallback."""
-    X, q, x, W_KQ, W_PV = _problem(seed, size["B"], size["n"], size["L"], 2.0)
+    X, q, x, W_KQ, W_PV = attention_problem(seed, size["B"], size["n"], size["L"], 2.0)
     idx = np.random.default_rng(seed).integers(0, size["B"], size=size["B"] + 2)
     want = loss_and_grads_numpy(X[idx], q[idx], x[idx], W_KQ, W_PV, kind)
     jit = _kernels.JIT_ENABLED
