@@ -53,16 +53,21 @@ def test_adam_constant_gradient_moves_lr_per_step(g, steps):
 
 
 def _adam_reference(p0, grad_fn, steps, lr, beta1, beta2, eps):
-    """Independent scalar loop (Kingma & Ba, Alg. 1, with eps added to sqrt(v_hat)) in plain Python floats."""
+    """Independent scalar loop in plain Python floats: Kingma & Ba, Alg. 1, with eps added to sqrt(v_hat).
+
+    The update is evaluated in torch's order, p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps),
+    algebraically equal to lr m_hat / (sqrt(v_hat) + eps): with eps = 0 Adam is nearly a sign method whose
+    iterates amplify a last-bit difference in evaluation order, so the reference must round the same way.
+    """
     p, m, v, out = list(p0), [0.0] * len(p0), [0.0] * len(p0), []
     for t in range(1, steps + 1):
         g = grad_fn(p)
         for i in range(len(p)):
             m[i] = beta1 * m[i] + (1 - beta1) * g[i]
-            v[i] = beta2 * v[i] + (1 - beta2) * g[i] ** 2
-            m_hat = m[i] / (1 - beta1**t)
-            v_hat = v[i] / (1 - beta2**t)
-            p[i] = p[i] - lr * m_hat / (math.sqrt(v_hat) + eps)
+            v[i] = beta2 * v[i] + (1 - beta2) * (g[i] * g[i])
+            step_size = lr / (1 - beta1**t)
+            denom = math.sqrt(v[i]) / math.sqrt(1 - beta2**t) + eps
+            p[i] = p[i] - step_size * (m[i] / denom)
         out.append(list(p))
     return out
 
