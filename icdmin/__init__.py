@@ -27,7 +27,16 @@ from .energy import (
 )
 from .retrieval import circle_trajectories, energy_landscape, format_retrieval_table, retrieval_comparison
 from .optim import AdamState, SGDState, adam_step, sgd_step, step_schedule
-from .train import TrainResult, init_weights, mean_abs_offdiagonal, mean_diagonal, paper_epochs, train
+from .train import (
+    TrainResult,
+    fresh_prompts,
+    init_weights,
+    mean_abs_offdiagonal,
+    mean_diagonal,
+    paper_epochs,
+    split_prompts,
+    train,
+)
 from .tasks import GMMTask, LinearTask, Prompts, SphereTask, haar_basis
 from .bayes import (
     bayes_risk_linear,

@@ -25,7 +25,7 @@ from .baselines import (
 from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma, posterior_mean_gmm
 from .runner import derive_seed
 from .tasks import GMMTask, LinearTask, SphereTask, haar_basis
-from .train import _EVAL_CHUNK, _FRESH, mean_abs_offdiagonal, train
+from .train import fresh_prompts, mean_abs_offdiagonal, train
 
 __all__ = ["A_SEED", "TRAIN_EXPERIMENTS", "make_task", "transform_matrix", "unit_baselines", "unit_d_shift",
            "unit_train"]
@@ -101,13 +101,6 @@ def unit_train(case, kind, seed, data_seed, epochs, L=L_PAPER, model="full", onl
     return out
 
 
-def _fresh_prompts(task, data_seed, n_fresh, L):
-    """The fresh prompts :func:`icdmin.train.train` evaluates on for this ``data_seed`` (same stream and chunks)."""
-    rng = np.random.default_rng([data_seed, _FRESH])
-    for start in range(0, n_fresh, _EVAL_CHUNK):
-        yield task.sample(rng, min(_EVAL_CHUNK, n_fresh - start), L)
-
-
 def unit_baselines(case, data_seed, n_fresh, L=L_PAPER) -> dict:
     """MSE (± s.e.) of the baselines of Fig. 3 on the same fresh prompts the trained models are evaluated on.
 
@@ -123,7 +116,7 @@ def unit_baselines(case, data_seed, n_fresh, L=L_PAPER) -> dict:
     def add(name, est, x):
         errs.setdefault(name, []).append(_per_prompt_sq(est, x))
 
-    for chunk in _fresh_prompts(task, data_seed, n_fresh, L):
+    for chunk in fresh_prompts(task, L=L, data_seed=data_seed, n_fresh=n_fresh):
         X, q, x = chunk.X, chunk.x_tilde, chunk.x
         add("zero", zero_estimator(X, q), x)
         add("query", query_estimator(X, q), x)

@@ -15,7 +15,7 @@ from .attention import attention
 from .energy import softmax
 from .experiments_train import A_SEED, L_PAPER, _fig3_config, _fig3_data_seed, _fig3_run, make_task, transform_matrix
 from .runner import derive_seed
-from .train import _DATA
+from .train import split_prompts
 
 __all__ = ["WEIGHT_EXPERIMENTS", "fit_scalar", "unit_landscape"]
 
@@ -37,11 +37,7 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
     ``check`` = (α, β) is evaluated once through :func:`icdmin.attention.attention` as a cross-check.
     """
     task = make_task(case)
-    rng = np.random.default_rng([data_seed, _DATA])  # the training data of train(..., data_seed)
-    prompts = task.sample(rng, n_prompts, L)
-    order = rng.permutation(n_prompts)
-    n_test = int(round(test_fraction * n_prompts))
-    tr = prompts.subset(np.sort(order[n_test:]))
+    tr, _ = split_prompts(task, L=L, data_seed=data_seed, n_prompts=n_prompts, test_fraction=test_fraction)
     X, q, x = tr.X, tr.x_tilde, tr.x  # (B, n, L), (B, n), (B, n)
     n = X.shape[1]
     scores = np.einsum("bnl,bn->bl", X, q)  # (B, L)

@@ -29,20 +29,30 @@ from .attention import _loss_and_grads_numpy, _loss_and_grads_unchecked, attenti
 from ._arrays import mse
 from .optim import _adam_update, _sgd_update, step_schedule
 from .train_setup import (
+    _INIT,
+    _STREAM,
     IDENTITY_INIT,
     _check_init,
     _compress_linear,
     _validate,
+    fresh_prompts,
     init_weights,
     mean_abs_offdiagonal,
     mean_diagonal,
     paper_epochs,
+    split_prompts,
 )
 
-__all__ = ["TrainResult", "init_weights", "mean_abs_offdiagonal", "mean_diagonal", "paper_epochs", "train"]
-
-_DATA, _INIT, _FRESH, _STREAM = 1, 2, 3, 4  # stream ids of the random generators (see module docstring)
-_EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
+__all__ = [
+    "TrainResult",
+    "fresh_prompts",
+    "init_weights",
+    "mean_abs_offdiagonal",
+    "mean_diagonal",
+    "paper_epochs",
+    "split_prompts",
+    "train",
+]
 
 
 @dataclass
@@ -181,19 +191,16 @@ def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, t
     cfg["eval_train"] = bool(eval_train)
     dtype = np.dtype(dtype)
     kind, model, E = cfg["kind"], cfg["model"], cfg["epochs"]
-    data_rng = np.random.default_rng([cfg["data_seed"], _DATA])
     init_rng = np.random.default_rng([cfg["seed"], _INIT])
 
     # data: one dataset, a random split (PAPER.md §5.1)
-    prompts = task.sample(data_rng, cfg["n_prompts"], cfg["L"])
-    order = data_rng.permutation(cfg["n_prompts"])
-    test_prompts = prompts.subset(np.sort(order[: cfg["n_test"]]))
-    train_prompts = prompts.subset(np.sort(order[cfg["n_test"]:]))
+    train_prompts, test_prompts = split_prompts(task, L=cfg["L"], data_seed=cfg["data_seed"],
+                                                n_prompts=cfg["n_prompts"], test_fraction=cfg["test_fraction"])
     bayes_mse = mse(task.posterior_mean(test_prompts), test_prompts.x)
     bayes_train_mse = mse(task.posterior_mean(train_prompts), train_prompts.x)
     test = _as_arrays(test_prompts, dtype)  # X (200, n, L), x_tilde (200, n), x (200, n)
     trainset = _as_arrays(train_prompts, dtype)  # X (800, n, L), x_tilde (800, n), x (800, n)
-    del prompts, test_prompts, train_prompts
+    del test_prompts, train_prompts
     n, n_train = trainset[0].shape[1], trainset[0].shape[0]
     compressed = kind == "linear" and cfg["L"] > n
     if compressed:  # linear attention sees X only through X Xᵀ / L
@@ -260,10 +267,8 @@ def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, t
 
     fresh_mse = fresh_bayes = None
     if cfg["n_fresh"]:
-        fresh_rng = np.random.default_rng([cfg["data_seed"], _FRESH])
         sq = sq_bayes = 0.0
-        for start in range(0, cfg["n_fresh"], _EVAL_CHUNK):
-            chunk = task.sample(fresh_rng, min(_EVAL_CHUNK, cfg["n_fresh"] - start), cfg["L"])
+        for chunk in fresh_prompts(task, L=cfg["L"], data_seed=cfg["data_seed"], n_fresh=cfg["n_fresh"]):
             X, q, x = _as_arrays(chunk, dtype)
             sq += mse(_predict(X, q, params, model, kind, n, False), x) * x.size
             sq_bayes += mse(task.posterior_mean(chunk), chunk.x) * x.size

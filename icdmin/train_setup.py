@@ -1,4 +1,4 @@
-"""Setting up a training run: argument checks, the paper's initialisation and epochs, weight summaries.
+"""Setting up a training run: its data, argument checks, the paper's initialisation and epochs, weight summaries.
 
 Helpers of :mod:`icdmin.train` (PAPER.md §3.2, §5.1), kept apart so that each module stays one readable page.
 
@@ -14,15 +14,48 @@ import numpy as np
 from ._arrays import as_float_array, check_int, check_positive, check_real
 from .tasks import LinearTask
 
-__all__ = ["IDENTITY_INIT", "KINDS", "init_weights", "mean_abs_offdiagonal", "mean_diagonal", "paper_epochs"]
+__all__ = [
+    "IDENTITY_INIT",
+    "KINDS",
+    "fresh_prompts",
+    "init_weights",
+    "mean_abs_offdiagonal",
+    "mean_diagonal",
+    "paper_epochs",
+    "split_prompts",
+]
 
 KINDS = ("linear", "softmax")
+_DATA, _INIT, _FRESH, _STREAM = 1, 2, 3, 4  # stream ids of the random generators (see icdmin.train's docstring)
+_EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
 IDENTITY_INIT = 0.1  # alpha = beta = 0.1 for model="identity", as the authors' "ForceDiag" models (PAPER.md §3.2)
 
 
 def paper_epochs(task) -> int:
     """Epochs of the paper's protocol: 100 for the linear task, 200 for the sphere and the mixture (PAPER.md §5.1)."""
     return 100 if isinstance(task, LinearTask) else 200
+
+
+def split_prompts(task, *, L: int, data_seed: int, n_prompts: int = 1000, test_fraction: float = 0.2):
+    """The dataset of ``train(task, L=L, data_seed=data_seed, ...)``: one draw of ``n_prompts`` prompts, each with
+    its own task, split at random into (train, test) (PAPER.md §5.1). Both keep the drawing order.
+
+    Shapes: -> two ``Prompts`` with n_prompts - n_test and n_test = round(test_fraction * n_prompts) prompts.
+    """
+    n_test = int(round(test_fraction * n_prompts))
+    rng = np.random.default_rng([data_seed, _DATA])
+    prompts = task.sample(rng, n_prompts, L)
+    order = rng.permutation(n_prompts)
+    return prompts.subset(np.sort(order[n_test:])), prompts.subset(np.sort(order[:n_test]))
+
+
+def fresh_prompts(task, *, L: int, data_seed: int, n_fresh: int):
+    """Yield the fresh evaluation prompts of ``train(..., data_seed=data_seed, n_fresh=n_fresh)``, drawn from their
+    own stream (never the training data) in chunks of at most 1000 prompts.
+    """
+    rng = np.random.default_rng([data_seed, _FRESH])
+    for start in range(0, n_fresh, _EVAL_CHUNK):
+        yield task.sample(rng, min(_EVAL_CHUNK, n_fresh - start), L)
 
 
 def init_weights(n: int, rng: np.random.Generator, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:

@@ -14,11 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from icdmin._arrays import mse
 from icdmin.attention import attention, loss_and_grads, loss_and_grads_identity
 from icdmin.optim import step_schedule
 from icdmin.tasks import GMMTask, LinearTask, Prompts, SphereTask
 from icdmin.train import (
     TrainResult,
+    fresh_prompts,
+    split_prompts,
     _compress_linear,
     _loss_and_grads,
     init_weights,
@@ -338,3 +341,18 @@ def test_cli_prints_one_line_per_evaluation_with_the_oracle():
         train_main("torus")
     with pytest.raises(SystemExit):
         cli_main(["train", "--task", "torus"])
+
+
+def test_split_and_fresh_prompts_are_what_train_uses():
+    """The public dataset helpers rebuild exactly the prompts a run trains, tests and is evaluated on."""
+    task = LinearTask(4, 2)
+    res = train(task, kind="linear", L=6, seed=3, data_seed=5, epochs=1, n_prompts=20, batch_size=4, n_fresh=7)
+    train_set, test_set = split_prompts(task, L=6, data_seed=5, n_prompts=20)
+    assert (len(train_set), len(test_set)) == (16, 4)
+    assert res.bayes_mse == mse(task.posterior_mean(test_set), test_set.x)
+    assert res.bayes_train_mse == mse(task.posterior_mean(train_set), train_set.x)
+    fresh = list(fresh_prompts(task, L=6, data_seed=5, n_fresh=7))
+    assert sum(len(chunk) for chunk in fresh) == 7
+    chunk = fresh[0]
+    assert res.fresh_bayes_mse == pytest.approx(mse(task.posterior_mean(chunk), chunk.x), rel=1e-14)
+    assert not np.array_equal(chunk.X[0], train_set.X[0])  # its own stream, not the training data
