@@ -57,16 +57,25 @@ def test_grad_equals_complex_step(seed, dm, alpha, beta, batched):
     np.testing.assert_allclose(g, cs, rtol=1e-8, atol=1e-8 * _grad_scale(s, X, alpha).max())
 
 
+def _central_differences(f, s):
+    """Central differences of f along each coordinate of the state(s) s, h = 1e-6 max(1, |s|), stacked last.
+
+    Shapes: f(s) (...) -> (..., n); f(s) (..., m) -> (..., m, n).
+    """
+    h = 1e-6 * max(1.0, np.abs(s).max())
+    columns = []
+    for j in range(s.shape[-1]):
+        e = np.zeros(s.shape)
+        e[..., j] = h
+        columns.append((f(s + e) - f(s - e)) / (2 * h))
+    return np.stack(columns, axis=-1)
+
+
 @given(seed=seeds, dm=dims(), alpha=positive, beta=positive, batched=st.booleans())
 def test_grad_equals_central_difference(seed, dm, alpha, beta, batched):
     X, s = _problem(seed, dm, beta, batched)
     g = energy_grad(s, X, alpha, beta)
-    h = 1e-6 * max(1.0, np.abs(s).max())
-    fd = np.empty_like(s)
-    for j in range(s.shape[-1]):
-        e = np.zeros(s.shape)
-        e[..., j] = h
-        fd[..., j] = (energy(s + e, X, alpha, beta) - energy(s - e, X, alpha, beta)) / (2 * h)
+    fd = _central_differences(lambda state: energy(state, X, alpha, beta), s)
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7 * _grad_scale(s, X, alpha).max())
 
 
@@ -74,12 +83,7 @@ def test_grad_equals_central_difference(seed, dm, alpha, beta, batched):
 def test_hessian_equals_jacobian_of_grad(seed, dm, alpha, beta, batched):
     X, s = _problem(seed, dm, beta, batched)
     H = energy_hessian(s, X, alpha, beta)
-    h = 1e-6 * max(1.0, np.abs(s).max())
-    fd = np.empty_like(H)
-    for j in range(s.shape[-1]):
-        e = np.zeros(s.shape)
-        e[..., j] = h
-        fd[..., :, j] = (energy_grad(s + e, X, alpha, beta) - energy_grad(s - e, X, alpha, beta)) / (2 * h)
+    fd = _central_differences(lambda state: energy_grad(state, X, alpha, beta), s)
     scale = 1 / alpha + beta * np.abs(X).max() ** 2 * X.shape[-2]  # size of the terms of I/α − βX(·)Xᵀ
     np.testing.assert_allclose(H, fd, rtol=1e-5, atol=1e-6 * scale)
     np.testing.assert_allclose(H, np.swapaxes(H, -1, -2), rtol=0, atol=1e-12 * scale)
