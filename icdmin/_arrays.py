@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "as_float_array",
+    "check_bool",
     "check_int",
     "check_positive",
     "check_real",
@@ -22,6 +23,13 @@ __all__ = [
     "check_rng",
     "mse",
 ]
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` as a Python bool, or raise ``TypeError`` naming ``name`` (0/1 and strings are not bools)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
 
 
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:

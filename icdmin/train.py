@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .attention import _loss_and_grads_numpy, _loss_and_grads_unchecked, attention, attention_forward
-from ._arrays import mse
+from ._arrays import check_bool, mse
 from .optim import _adam_update, _sgd_update, step_schedule
 from .train_setup import (
     _INIT,
@@ -186,9 +186,7 @@ def train(task, *, kind="softmax", L=499, seed=0, epochs=None, n_prompts=1000, t
     cfg = _validate(task, kind, L, seed, epochs, n_prompts, test_fraction, batch_size, lr, schedule,
                     schedule_factor, optimizer, model, online, eval_every, n_fresh, data_seed, snapshot_every,
                     dtype, momentum)
-    if not isinstance(eval_train, (bool, np.bool_)):
-        raise TypeError(f"eval_train must be a bool, got {eval_train!r}")
-    cfg["eval_train"] = bool(eval_train)
+    cfg["eval_train"] = check_bool("eval_train", eval_train)
     dtype = np.dtype(dtype)
     kind, model, E = cfg["kind"], cfg["model"], cfg["epochs"]
     init_rng = np.random.default_rng([cfg["seed"], _INIT])

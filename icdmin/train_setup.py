@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ._arrays import as_float_array, check_int, check_positive, check_real
+from ._arrays import as_float_array, check_bool, check_int, check_positive, check_real, check_rng
 from .tasks import LinearTask
 
 __all__ = [
@@ -66,8 +66,7 @@ def init_weights(n: int, rng: np.random.Generator, dtype=np.float64) -> tuple[np
     Shapes: -> W_KQ (n, n), W_PV (n, n).
     """
     n = check_int("n", n, minimum=1)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_rng(rng)
     bound = 1.0 / math.sqrt(n)
     W_KQ = rng.uniform(-bound, bound, size=(n, n)).astype(dtype)  # (n, n)
     W_PV = rng.uniform(-bound, bound, size=(n, n)).astype(dtype)  # (n, n)
@@ -164,9 +163,7 @@ def _validate(task, kind, L, seed, epochs, n_prompts, test_fraction, batch_size,
     if epochs is None:
         epochs = paper_epochs(task)
     cfg["epochs"] = check_int("epochs", epochs, minimum=1)
-    if not isinstance(online, (bool, np.bool_)):
-        raise TypeError(f"online must be a bool, got {online!r}")
-    cfg["online"] = bool(online)
+    cfg["online"] = check_bool("online", online)
     cfg["data_seed"] = cfg["seed"] if data_seed is None else check_int("data_seed", data_seed, minimum=0)
     cfg["snapshot_every"] = None if snapshot_every is None else check_int("snapshot_every", snapshot_every, minimum=1)
     n_test = int(round(cfg["test_fraction"] * cfg["n_prompts"]))
