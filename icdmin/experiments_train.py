@@ -156,8 +156,9 @@ def unit_d_shift(L, seed, data_seed, epochs, d_values, n_eval, eval_seed) -> dic
     for d in d_values:
         prompts = make_task("linear", d=d).sample(np.random.default_rng([eval_seed, d]), n_eval, L)
         err = _per_prompt_sq(attention(prompts.X, prompts.x_tilde, res.W_KQ, res.W_PV, "linear"), prompts.x)
-        measured.append(float(err.mean() * n / d))
-        se.append(float(err.std(ddof=1) / np.sqrt(n_eval) * n / d))
+        stats = _mean_se(err * (n / d))  # d^{-1} MSE: squared error summed over coordinates, divided by d
+        measured.append(stats["mse"])
+        se.append(stats["se"])
         theory_learned.append(linear_risk(n, d, L, s0, sz, gamma) * n / d)  # scaled identity with the learned gamma
     ideal = [2 / 3 + (4 / 3) * (d + 1) / L for d in d_values]  # PAPER.md §5.5, gamma = 1/3
     return {"L": L, "d": list(d_values), "d_inv_mse": measured, "d_inv_mse_se": se,
