@@ -6,32 +6,32 @@ float64 = 64 KB, stays in the core's L2 cache between the forward and the backwa
 once. Every prompt writes its own loss and gradient slot; the slots are summed afterwards in prompt order, so the
 result does not depend on the number of threads. Loops run along the contiguous token axis t, and
 ``fastmath={"reassoc", "contract"}`` lets LLVM vectorise the sums over t (FMA, SIMD); the exponential is a vectorised
-Cody-Waite/Taylor ``_exp_shifted`` (1e-16 relative, 1.4x faster softmax than libm's scalar exp, measured).
+Cody-Waite/Taylor ``_exp_shifted`` (1e-16 relative; libm's exp is a scalar call that does not vectorise).
 Every vectorised loop runs over a whole row from index 0: in numba 0.68 a ``range(lo, hi)`` loop with lo > 0 did not
 vectorise (5x slower, measured), and splitting the context into L1-sized chunks (online softmax) was measured
 slower than these whole-row passes, whose rows stay in L2.
 
 Kinds are integer codes (``KIND_CODES``), branched on outside the hot loops, so there is one kernel per purpose
 (forward, loss and gradients) and dtype (float64, float32): four compiled signatures in all (about 17 s to compile
-from scratch, 1 s to load from the on-disk cache), plus ``stream_sum``, the benchmark's bandwidth probe, and
-``pca_project``, the per-prompt PCA projection of the projection baselines (``baselines.py``), and the samplers'
-token builders ``span_tokens_serial`` and ``mixture_tokens`` (``tasks.py``).
+from scratch, 1 s to load from the on-disk cache).
 
-Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.2).
+Threads. Importing this module changes nothing (no environment variable, no thread). The first kernel call picks
+numba's ``"forksafe"`` threading layer (TBB when the ``tbb`` package is installed, else numba's own workqueue)
+unless the user chose one (``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``) or numba already started
+its threads: GNU OpenMP, numba's usual pick, kills a child forked after the parent used it. The workqueue layer is
+not thread-safe, so ``forward`` and ``loss_and_grads`` launch under one lock (re-created in a forked child, whose
+copy may be held by a parent thread that does not exist there); each launch uses all of numba's threads anyway.
+The number of threads is the user's: ``numba.set_num_threads`` or ``NUMBA_NUM_THREADS``.
+
+Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.1, Eq. 12).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
-
-# Numba's OpenMP layer (GNU libgomp) spin-waits at the end of every parallel region by default. On a shared or
-# oversubscribed machine (other processes, or `reproduce --jobs 2`), a spinning thread burns the time slice that its
-# descheduled partner needs: measured here under load, 2 threads fell to a median of 3k prompts/s against 230k/s on
-# one thread; with passive waiting 2 threads never fall below the one-thread speed. Read by libgomp when numba
-# first starts its thread pool (after this import); an explicit user setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     import numba
@@ -45,11 +45,57 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps vend
 # would be plain Python loops (correct, tested, but far slower than NumPy).
 JIT_ENABLED = HAS_NUMBA and not numba.config.DISABLE_JIT
 
+_launch_lock = threading.Lock()
+_layer_checked = False
+
+
+def _new_lock_in_child() -> None:
+    global _launch_lock
+    _launch_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def _choose_threading_layer() -> None:
+    """Pick numba's fork-safe threading layer before its threads start, unless the user chose one (module doc)."""
+    global _layer_checked
+    _layer_checked = True
+    from numba.np.ufunc import parallel
+
+    user_choice = "NUMBA_THREADING_LAYER" in os.environ or str(numba.config.THREADING_LAYER) != "default"
+    if not user_choice and not parallel._is_initialized:
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+def forward(kind, X, x_tilde, W_KQ, W_PV):
+    """Attention output W_PV X a of every prompt (Eqs. 11, 12, 14; forward only, for evaluation).
+
+    ``kind`` is a ``KIND_CODES`` value; the arrays share one float dtype and are C-contiguous.
+    Shapes: X (B, n, L), x_tilde (B, n), W_KQ, W_PV (n, n) -> (B, n).
+    """
+    with _launch_lock:
+        if not _layer_checked:
+            _choose_threading_layer()
+        return _forward(kind, X, x_tilde, W_KQ, W_PV)
+
+
+def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
+    """Fused forward + MSE + backward; returns (loss, dW_KQ, dW_PV) as ``attention.loss_and_grads``.
+
+    The batch is the prompts ``index`` of X, x_tilde, x, read in place (no gathered copy of the contexts).
+    Shapes: X (N, n, L), x_tilde, x (N, n), W_KQ, W_PV (n, n), index (B,) int64 -> scalar, (n, n), (n, n).
+    """
+    with _launch_lock:
+        if not _layer_checked:
+            _choose_threading_layer()
+        return _loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index)
+
+
 KIND_CODES = {"linear": 0, "softmax": 1, "gaussian": 2}
 LINEAR, SOFTMAX, GAUSSIAN = 0, 1, 2
 
-__all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads", "pca_project",
-           "span_tokens_serial", "mixture_tokens"]
+__all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads"]
 
 
 def njit(parallel: bool = False):
@@ -160,7 +206,7 @@ def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
 
 
 @njit(parallel=True)
-def forward(kind, X, x_tilde, W_KQ, W_PV):
+def _forward(kind, X, x_tilde, W_KQ, W_PV):
     """Attention output W_PV X a of every prompt (forward only, for evaluation). Shapes: X (B, n, L) -> (B, n)."""
     B, n, L = X.shape
     out = np.empty((B, n), X.dtype)
@@ -179,8 +225,8 @@ def forward(kind, X, x_tilde, W_KQ, W_PV):
 
 
 @njit(parallel=True)
-def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
-    """Fused forward + MSE + backward for every prompt; returns (loss, dW_KQ, dW_PV) as attention.loss_and_grads.
+def _loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
+    """Fused forward + MSE + backward for every prompt (the kernel behind ``loss_and_grads``).
 
     The batch is the prompts ``index`` of X, x_tilde, x, read in place: a training loop passes its whole training
     set and each mini-batch's indices, and no gathered copy of the contexts is made.
@@ -257,222 +303,3 @@ def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
                 dW_KQ[i, j] += slot_KQ[b, i, j]
                 dW_PV[i, j] += slot_PV[b, i, j]
     return loss / (B * n), dW_KQ, dW_PV
-
-
-@njit(parallel=True)
-def stream_sum(a):
-    """Sum of a large 1-D array with every thread streaming its own contiguous share: the benchmark's
-    multi-threaded memory-bandwidth probe (no arithmetic to speak of). Shapes: a (N,) -> scalar."""
-    chunks = 64
-    size = (a.size + chunks - 1) // chunks
-    partial = np.zeros(chunks)
-    for c in prange(chunks):
-        share = a[c * size:(c + 1) * size]  # a view, looped from 0: range(lo, hi) with lo > 0 does not vectorise
-        acc = 0.0
-        for k in range(share.size):
-            acc += share[k]
-        partial[c] = acc
-    return partial.sum()
-
-
-
-
-@njit()
-def _gram_block(Xb, I, J, out):
-    """out[I:I+4, J:J+4] = Xb[I:I+4] Xb[J:J+4]ᵀ: sixteen dot products in one sweep along t, so that each loaded
-    element feeds four FMAs (measured 1.6x faster than one dot product per sweep). Shapes: Xb (n, L), out (n, n)."""
-    L = Xb.shape[1]
-    a0, a1, a2, a3 = Xb[I], Xb[I + 1], Xb[I + 2], Xb[I + 3]
-    b0, b1, b2, b3 = Xb[J], Xb[J + 1], Xb[J + 2], Xb[J + 3]
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
-    for t in range(L):
-        x0, x1, x2, x3 = a0[t], a1[t], a2[t], a3[t]
-        y0, y1, y2, y3 = b0[t], b1[t], b2[t], b3[t]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-        s20 += x2 * y0
-        s21 += x2 * y1
-        s22 += x2 * y2
-        s23 += x2 * y3
-        s30 += x3 * y0
-        s31 += x3 * y1
-        s32 += x3 * y2
-        s33 += x3 * y3
-    out[I, J], out[I, J + 1], out[I, J + 2], out[I, J + 3] = s00, s01, s02, s03
-    out[I + 1, J], out[I + 1, J + 1], out[I + 1, J + 2], out[I + 1, J + 3] = s10, s11, s12, s13
-    out[I + 2, J], out[I + 2, J + 1], out[I + 2, J + 2], out[I + 2, J + 3] = s20, s21, s22, s23
-    out[I + 3, J], out[I + 3, J + 1], out[I + 3, J + 2], out[I + 3, J + 3] = s30, s31, s32, s33
-
-
-@njit(parallel=True)
-def _second_moments(X, centre):
-    """Per prompt: μ̂ = mean_t X_t (0 unless ``centre``), C = X Xᵀ/L - μ̂ μ̂ᵀ and tr X Xᵀ/L (uncentred).
-
-    X Xᵀ is built from 4 × 4 blocks on and below the diagonal (``_gram_block``), rows beyond the last multiple of
-    4 by single dot products; the upper triangle is mirrored, so C is exactly symmetric.
-
-    Shapes: X (B, n, L) -> C (B, n, n), mu (B, n), trace (B,).
-    """
-    B, n, L = X.shape
-    C = np.empty((B, n, n))
-    mu = np.zeros((B, n))
-    trace = np.empty(B)
-    inv_L = 1.0 / L
-    n4 = n - n % 4
-    for b in prange(B):
-        Xb = X[b]
-        G = C[b]
-        if centre:
-            for i in range(n):
-                x0 = Xb[i]
-                acc = 0.0
-                for t in range(L):
-                    acc += x0[t]
-                mu[b, i] = acc * inv_L
-        for I in range(0, n4, 4):
-            for J in range(0, I + 1, 4):
-                _gram_block(Xb, I, J, G)
-        for i in range(n4, n):
-            x0 = Xb[i]
-            for j in range(i + 1):
-                x1 = Xb[j]
-                acc = 0.0
-                for t in range(L):
-                    acc += x0[t] * x1[t]
-                G[i, j] = acc
-        tr = 0.0
-        for i in range(n):
-            tr += G[i, i] * inv_L
-            for j in range(i + 1):
-                G[i, j] = G[i, j] * inv_L - mu[b, i] * mu[b, j]
-                G[j, i] = G[i, j]
-        trace[b] = tr
-    return C, mu, trace
-
-
-@njit(parallel=True)
-def pca_project(X, x_tilde, centre, eig_tol):
-    """Per-prompt PCA projection for the projection baselines of ``baselines.py`` (PAPER.md §2.1-2.2).
-
-    For each prompt: μ̂ = mean_t X_t if ``centre`` else 0; C = X Xᵀ/L - μ̂ μ̂ᵀ; V = eigenvectors of C with
-    eigenvalue > eig_tol (``np.linalg.eigh``, LAPACK); proj = V Vᵀ (x̃ - μ̂). The NumPy code in
-    ``baselines.projection_estimator`` / ``sphere_projection_estimator`` is the specification (parity at rtol 1e-10,
-    ``tests/test_kernels.py``). Two parallel passes: the second moments (``_second_moments``; each context,
-    16 × 499 float64, read from L2 in 4 × 4 row blocks), then the 16 × 16 eigendecompositions. A prompt whose
-    X Xᵀ has a non-finite diagonal (NaN/inf in X) skips the eigendecomposition: ``finite[b]`` is False and its
-    proj is NaN, for the caller to raise.
-
-    Shapes: X (B, n, L) float64, x_tilde (B, n) -> proj (B, n), mu (B, n), rank (B,) int64 (number of kept
-    eigenvalues), trace (B,) (tr X Xᵀ/L, uncentred), finite (B,) bool.
-    """
-    B, n = x_tilde.shape
-    C, mu, trace = _second_moments(X, centre)
-    proj = np.zeros((B, n))
-    rank = np.zeros(B, np.int64)
-    finite = np.ones(B, np.bool_)
-    for b in prange(B):
-        for i in range(n):
-            if not np.isfinite(C[b, i, i]):
-                finite[b] = False
-        if not finite[b]:
-            proj[b, :] = np.nan
-            continue
-        w, V = np.linalg.eigh(C[b])
-        r = x_tilde[b] - mu[b]  # (n,)
-        k = 0
-        for e in range(n):
-            if w[e] > eig_tol:
-                k += 1
-                c = 0.0
-                for i in range(n):
-                    c += V[i, e] * r[i]
-                for i in range(n):
-                    proj[b, i] += V[i, e] * c
-        rank[b] = k
-    return proj, mu, rank, trace, finite
-
-
-
-@njit()
-def _span_prompt(V, G, shift, R, out):
-    """One prompt of ``span_tokens_serial``. Shapes: V (n, k), G (k, L), shift (n,), out (n, L)."""
-    n, k = V.shape
-    L = G.shape[1]
-    s = np.empty(L)
-    if R > 0:
-        for t in range(L):
-            s[t] = 0.0
-        for j in range(k):
-            g0 = G[j]
-            for t in range(L):
-                s[t] += g0[t] * g0[t]
-        for t in range(L):
-            s[t] = R / np.sqrt(s[t])
-    j0 = k % 4
-    for i in range(n):
-        o = out[i]
-        v = V[i]
-        for t in range(L):
-            o[t] = 0.0
-        for j in range(j0):
-            g0, c0 = G[j], v[j]
-            for t in range(L):
-                o[t] += c0 * g0[t]
-        for j in range(j0, k, 4):  # four rows of G per sweep: o loaded and stored k/4 times, not k
-            g0, g1, g2, g3 = G[j], G[j + 1], G[j + 2], G[j + 3]
-            c0, c1, c2, c3 = v[j], v[j + 1], v[j + 2], v[j + 3]
-            for t in range(L):
-                o[t] += c0 * g0[t] + c1 * g1[t] + c2 * g2[t] + c3 * g3[t]
-        m = shift[i]
-        if R > 0:
-            for t in range(L):
-                o[t] = o[t] * s[t] + m
-        else:
-            for t in range(L):
-                o[t] += m
-
-
-@njit()
-def span_tokens_serial(V, G, shift, R, out):
-    """Tokens of the subspace and sphere samplers of ``tasks.py``: out[b] = shift[b] + V[b] (G[b] diag(s_b)).
-
-    s_t = R / ||G[b][:, t]|| (a Gaussian column pushed onto the radius-R sphere, PAPER.md §2.2.2) if R > 0, else 1
-    (x_t = σ0 V g_t, §2.2.1, with σ0 folded into V). The NumPy code in ``tasks._basis_and_tokens`` is the
-    specification (same draws; parity at rtol 1e-12 in ``tests/test_tasks.py``): one pass per prompt along the
-    contiguous t axis instead of a scaled copy of G and a batched matmul. Serial (no ``prange``): the samplers run
-    it on a worker thread for one chunk of prompts while the main thread draws the next chunk's normals
-    (``nogil``); writing X (64 MB per 1000 prompts at the paper's size) is its floor.
-
-    Shapes: V (B, n, k), G (B, k, L), shift (B, n), R scalar, out (B, n, L) written in place.
-    """
-    for b in range(V.shape[0]):
-        _span_prompt(V[b], G[b], shift[b], R, out[b])
-
-
-@njit()
-def mixture_tokens(X, centers, labels, std):
-    """Mixture tokens in place (``GMMTask.sample``, PAPER.md §2.2.3): X[b, :, t] <- std[a] X[b, :, t] + μ_a with
-    a = labels[b, t], X holding standard normals. Serial: the sampler runs it on a worker thread, one chunk of
-    prompts at a time, while the main thread draws the next chunk's normals. The NumPy code in ``GMMTask.sample``
-    is the specification (parity at rtol 1e-12 in ``tests/test_tasks.py``).
-
-    Shapes: X (B, n, L), centers (B, n, K), labels (B, >= L) int, std (K,).
-    """
-    B, n, L = X.shape
-    s = np.empty(L)
-    lab = np.empty(L, np.int64)
-    for b in range(B):
-        for t in range(L):
-            lab[t] = labels[b, t]
-            s[t] = std[lab[t]]
-        for i in range(n):
-            o = X[b, i]
-            c = centers[b, i]
-            for t in range(L):
-                o[t] = o[t] * s[t] + c[lab[t]]

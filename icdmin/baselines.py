@@ -1,7 +1,8 @@
 """Context-only estimators (they see only the prompt, not the task) and trivial baselines.
 
 Eq. (10) (linear attention with the ideal weights), Eq. (13) (softmax attention with α = 1, β = 1/σZ²), the
-empirical-prior Tweedie estimator (PAPER.md §6), the authors' affine-PCA projection baselines (PAPER.md §2.1-2.2),
+empirical-prior Tweedie estimator (an extension: Eq. 14 attention with W_K = W_Q = I/σZ), the authors' affine-PCA projection baselines (mattsmart/
+in-context-denoising at commit c8aaeb3, src/nn_loss_baselines.py),
 and the zero / noisy-query / context-mean predictors.
 
 Every function takes ``(X, x_tilde, ...)`` for one prompt, X (n, L) and x_tilde (n,), or a batch, X (B, n, L) and
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
 from ._arrays import as_float_array, check_context, check_positive
 from .bayes import _ive_ratio
 from .energy import softmax
@@ -83,7 +83,7 @@ def softmax_attention_estimator(X, x_tilde, sigma2_z):
 
 
 def tweedie_estimator(X, x_tilde, sigma2_z):
-    """Posterior mean under the empirical prior (1/L) Σ_t δ_{X_t} (PAPER.md §6, Tweedie view).
+    """Posterior mean under the empirical prior (1/L) Σ_t δ_{X_t} (Tweedie's formula; an extension, not in the paper).
 
     x̂ = x̃ + σZ² ∇ log p̂_σ(x̃) = Σ_t X_t w_t, w = softmax_t(-||x̃ - X_t||² / 2σZ²)
       = softmax_t((⟨X_t, x̃⟩ - ||X_t||²/2) / σZ²): Eq. (13) with the token-norm correction (= Eq. 14 with
@@ -114,27 +114,11 @@ def _principal_basis(C, eig_tol):
     return V * keep[:, None, :], keep.sum(axis=1)
 
 
-def pca_backend(X) -> str:
-    """``"numba"`` if the projection baselines run the fused kernel ``_kernels.pca_project`` for this context, else
-    ``"numpy"`` (the specification, ``_principal_basis``). The kernel is used exactly when numba's JIT is enabled
-    (``_kernels.JIT_ENABLED``: under ``NUMBA_DISABLE_JIT=1`` it would be a slow Python loop) and X is float64."""
-    return "numba" if _kernels.JIT_ENABLED and np.asarray(X).dtype == np.float64 else "numpy"
-
-
-def _pca_kernel(X3, q2, centre, eig_tol):
-    """``_kernels.pca_project`` with the finiteness check of X. Shapes: -> proj, mu (B, n), rank, trace (B,)."""
-    proj, mu, rank, trace, finite = _kernels.pca_project(
-        np.ascontiguousarray(X3), np.ascontiguousarray(q2, dtype=np.float64), centre, eig_tol)
-    if not finite.all():
-        raise ValueError(_NONFINITE)
-    return proj, mu, rank, trace
-
-
 def projection_estimator(X, x_tilde, *, shrink=None, eig_tol=1e-4):
     """Affine PCA projection of the query onto the context's span (the authors' ``proj_affine_subspace_estimator``).
 
     μ̂ = mean_t X_t; C = (1/L) Σ_t (X_t - μ̂)(X_t - μ̂)ᵀ; V = eigenvectors of C with eigenvalue > eig_tol;
-    x̂ = μ̂ + s V Vᵀ (x̃ - μ̂), with s = shrink (e.g. σ0²/(σ0²+σZ²), Eq. 3) or 1. PAPER.md §2.1. (The authors scale
+    x̂ = μ̂ + s V Vᵀ (x̃ - μ̂), with s = shrink (e.g. σ0²/(σ0²+σZ²), Eq. 3) or 1. Paper §2.2.1. (The authors scale
     the whole affine projection by s; here only the deviation from μ̂, the Bayes form for an affine subspace. The
     two agree for the paper's origin subspaces up to O(1/√L).) C is formed as X Xᵀ/L - μ̂ μ̂ᵀ: its null-space
     eigenvalues are ~eps ||μ̂||², far below eig_tol unless offsets are ~1e6.
@@ -144,9 +128,6 @@ def projection_estimator(X, x_tilde, *, shrink=None, eig_tol=1e-4):
     X3, q2, single = _context(X, x_tilde)
     s = 1.0 if shrink is None else check_positive("shrink", shrink)
     eig_tol = check_positive("eig_tol", eig_tol)
-    if pca_backend(X3) == "numba":  # the same formulas, fused per prompt
-        proj, mu, _, _ = _pca_kernel(X3, q2, True, eig_tol)  # V Vᵀ (x̃ - μ̂), μ̂
-        return _out(mu + s * proj, single)
     mu = X3.mean(axis=2)  # (B, n)
     C = _second_moment(X3) - mu[:, :, None] * mu[:, None, :]  # (B, n, n)
     V, _ = _principal_basis(C, eig_tol)  # (B, n, n)
@@ -155,7 +136,7 @@ def projection_estimator(X, x_tilde, *, shrink=None, eig_tol=1e-4):
 
 
 def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol=1e-4):
-    """Context-only sphere baseline: PCA span, radius from the context, Bessel shrink (PAPER.md §2.2).
+    """Context-only sphere baseline: PCA span, radius from the context, Bessel shrink (paper §2.2.2, Eq. 6).
 
     V = eigenvectors of S = (1/L) Σ X_t X_tᵀ with eigenvalue > eig_tol (k of them, so the sphere dimension is
     d̂ = k - 1); R̂ = sqrt(tr S) (RMS token norm); p = V Vᵀ x̃; κ = R̂ ||p|| / σZ²; x̂ = A(κ) R̂ p / ||p||.
@@ -163,7 +144,7 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
 
     bessel : {"paper", "authors", None}
         "paper": A = I_{(d̂+1)/2}(κ)/I_{(d̂-1)/2}(κ) (Eq. 6); "authors": I_{d̂-1/2}(κ)/I_{d̂-3/2}(κ), the order used in
-        the authors' code, correct only for d̂ = 2 (PAPER.md §2.2, §8 item 3); None: A = 1 (unshrunk radial
+        the authors' code, correct only for d̂ = 2 (their src/nn_loss_baselines.py at commit c8aaeb3); None: A = 1 (unshrunk radial
         projection, the label "P x̃ (onto S)").
 
     Shapes: X (n, L) | (B, n, L), x_tilde (n,) | (B, n) -> (n,) | (B, n).
@@ -173,15 +154,10 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
     eig_tol = check_positive("eig_tol", eig_tol)
     if bessel not in ("paper", "authors", None):
         raise ValueError(f"bessel must be 'paper', 'authors' or None, got {bessel!r}")
-    if pca_backend(X3) == "numba":  # the same formulas, fused per prompt; p = V Vᵀ x̃ directly
-        p, _, k, tr = _pca_kernel(X3, q2, False, eig_tol)  # (B, n), (B,), (B,)
-        R_hat = np.sqrt(tr)  # (B,)
-        V, c = None, p  # x̂ = c * factor below: ||p|| = ||Vᵀ x̃|| for orthonormal V
-    else:
-        S = _second_moment(X3)  # (B, n, n)
-        R_hat = np.sqrt(np.trace(S, axis1=1, axis2=2))  # (B,)
-        V, k = _principal_basis(S, eig_tol)  # (B, n, n), (B,)
-        c = np.einsum("bnk,bn->bk", V, q2)  # (B, n) = Vᵀ x̃
+    S = _second_moment(X3)  # (B, n, n)
+    R_hat = np.sqrt(np.trace(S, axis1=1, axis2=2))  # (B,)
+    V, k = _principal_basis(S, eig_tol)  # (B, n, n), (B,)
+    c = np.einsum("bnk,bn->bk", V, q2)  # (B, n) = Vᵀ x̃
     r = np.sqrt(np.einsum("bk,bk->b", c, c))  # (B,) ||p||
     if bessel is None:
         A = np.ones_like(r)
@@ -192,7 +168,7 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
     factor = np.zeros(r.shape)
     np.divide(A * R_hat, r, out=factor, where=r > 0)  # p = 0 -> output 0
     scaled = c * factor[:, None].astype(c.dtype, copy=False)  # (B, n)
-    return _out(scaled if V is None else np.einsum("bnk,bk->bn", V, scaled), single)
+    return _out(np.einsum("bnk,bk->bn", V, scaled), single)
 
 
 def zero_estimator(X, x_tilde):

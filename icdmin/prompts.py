@@ -7,13 +7,9 @@ Legend: ``B`` batch, ``n`` ambient dimension, ``d`` subspace / sphere dimension,
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-
-from . import _kernels
 
 __all__ = ["Prompts", "haar_basis"]
 
@@ -90,48 +86,14 @@ def haar_from_normals(G: np.ndarray) -> np.ndarray:
     return Q * sign[:, None, :]
 
 
-CHUNK = 125  # prompts per pipelined chunk of the samplers (8 chunks at B = 1000)
-_worker = (None, None)  # (pid, executor): a forked child makes its own thread
-
-
-def executor() -> ThreadPoolExecutor:
-    """The samplers' one worker thread (created on first use, and again in a forked child)."""
-    global _worker
-    if _worker[0] != os.getpid():
-        _worker = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="icdmin-tokens"))
-    return _worker[1]
-
-
 def basis_and_tokens(rng, batch, n, k, L, R, scale=1.0):
     """Draw a Haar basis V (``haar_basis``) and then g ~ N(0, I_k) per token; return V and the tokens
-    scale V g_t (R = 0; x_t = σ0 V g_t, §2.2.1) or V R g_t/||g_t|| (R > 0, onto the radius-R sphere, §2.2.2).
-
-    The NumPy branch is the specification. With numba's JIT on, the same normals are drawn in the same order
-    (the basis's, then the tokens' in chunks of ``CHUNK`` prompts: ``standard_normal`` fills in C order, so the
-    stream is that of one (B, k, L) draw), while a worker thread runs, in order, the basis's QR and each drawn
-    chunk's tokens (fused kernel ``_kernels.span_tokens_serial``): this work (~20 ms per 1000 prompts at the
-    paper's size, the 64 MB write of X its floor) hides behind the draws (~45 ms) when a second core is free.
-    Both sides release the GIL.
+    scale V g_t (R = 0; x_t = σ0 V g_t, paper §2.2.1) or V R g_t/||g_t|| (R > 0, onto the radius-R sphere, §2.2.2).
 
     Shapes: -> V (B, n, k), X (B, n, L).
     """
-    if not _kernels.JIT_ENABLED:
-        V = haar_basis(rng, batch, n, k)  # (B, n, k)
-        g = rng.standard_normal((batch, k, L))  # (B, k, L)
-        if R > 0:
-            g *= R / np.sqrt(np.einsum("bkl,bkl->bl", g, g))[:, None, :]  # onto the radius-R sphere
-        return V, np.matmul(V * scale if scale != 1.0 else V, g)  # (B, n, L)
-    pool = executor()
-    basis = pool.submit(haar_from_normals, rng.standard_normal((batch, n, k)))  # the haar_basis draw
-    scaled = pool.submit(lambda: basis.result() * scale if scale != 1.0 else basis.result())
-    X = np.empty((batch, n, L))
-    shift = np.zeros((batch, n))
-    pending = []
-    for lo in range(0, batch, CHUNK):
-        hi = min(batch, lo + CHUNK)
-        g = rng.standard_normal((hi - lo, k, L))  # (chunk, k, L)
-        pending.append(pool.submit(lambda lo, hi, g: _kernels.span_tokens_serial(
-            scaled.result()[lo:hi], g, shift[lo:hi], float(R), X[lo:hi]), lo, hi, g))
-    for job in pending:
-        job.result()
-    return basis.result(), X
+    V = haar_basis(rng, batch, n, k)  # (B, n, k)
+    g = rng.standard_normal((batch, k, L))  # (B, k, L)
+    if R > 0:
+        g *= R / np.sqrt(np.einsum("bkl,bkl->bl", g, g))[:, None, :]  # onto the radius-R sphere
+    return V, np.matmul(V * scale if scale != 1.0 else V, g)  # (B, n, L)

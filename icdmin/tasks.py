@@ -1,10 +1,9 @@
 """The paper's three task families (§2.2) and their prompt samplers.
 
 Every prompt draws its own task (a subspace, a sphere, a set of centres), then L + 1 clean tokens from it; the last
-one is corrupted by one Gaussian noise vector and becomes the query (PAPER.md §1). Sampling is vectorised over the
-batch: no Python loop over prompts. With numba's JIT on, the tokens' normals are drawn in chunks of prompts (the
-same stream as one draw) while a worker thread builds each drawn chunk's tokens with a fused kernel of
-``_kernels``; the NumPy branches are the specification (``tests/test_tasks.py`` checks the two agree).
+one is corrupted by one Gaussian noise vector and becomes the query (paper §2.1). Sampling is vectorised over the
+batch (no Python loop over prompts), in NumPy only: fused Numba token builders were measured at 0.9-1.4x this code
+and removed.
 
 Legend: ``B`` batch, ``n`` ambient dimension, ``d`` subspace / sphere dimension, ``L`` clean context tokens,
 ``K`` mixture components. Tokens are columns.
@@ -16,7 +15,6 @@ from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
-from . import _kernels
 from ._arrays import as_float_array, check_int, check_positive, check_real, check_rng
 from .bayes import (
     bayes_risk_linear,
@@ -26,7 +24,6 @@ from .bayes import (
     posterior_mean_linear,
     posterior_mean_sphere,
 )
-from . import prompts as _prompts
 from .prompts import Prompts, basis_and_tokens, haar_basis
 
 __all__ = ["Prompts", "LinearTask", "SphereTask", "GMMTask", "haar_basis"]
@@ -284,24 +281,11 @@ class GMMTask:
             std = np.sqrt(self.sigma2_0)
         else:
             std = np.sqrt(np.asarray(self.sigma2_components))[labels]  # (B, L+1)
-        if _kernels.JIT_ENABLED:  # the same formula fused, pipelined behind the draws (prompts.basis_and_tokens)
-            std_a = np.sqrt(np.asarray(self.sigma2_components if self.sigma2_components is not None
-                                       else np.full(K, self.sigma2_0)))  # (K,) per-component std
-            X = np.empty((batch, n, L))
-            pending = []
-            for lo in range(0, batch, _prompts.CHUNK):
-                hi = min(batch, lo + _prompts.CHUNK)
-                rng.standard_normal(out=X[lo:hi])  # C order: the stream of one (B, n, L) draw
-                pending.append(_prompts.executor().submit(_kernels.mixture_tokens, X[lo:hi], centers[lo:hi],
-                                                  labels[lo:hi], std_a))
-            for job in pending:
-                job.result()
-        else:
-            X = rng.standard_normal((batch, n, L))  # (B, n, L)
-            X *= std if np.ndim(std) == 0 else std[:, None, :L]
-            onehot = np.zeros((batch, K, L))  # (B, K, L); the gather μ_{label} as a matmul beats take_along_axis 3x
-            np.put_along_axis(onehot, labels[:, None, :L], 1.0, axis=1)
-            X += np.matmul(centers, onehot)  # + μ_{label_t}, exact: one term times 1.0
+        X = rng.standard_normal((batch, n, L))  # (B, n, L)
+        X *= std if np.ndim(std) == 0 else std[:, None, :L]
+        onehot = np.zeros((batch, K, L))  # (B, K, L); the gather μ_{label} as a matmul beats take_along_axis 3x
+        np.put_along_axis(onehot, labels[:, None, :L], 1.0, axis=1)
+        X += np.matmul(centers, onehot)  # + μ_{label_t}, exact: one term times 1.0
         x = rng.standard_normal((batch, n))  # (B, n)
         x *= std if np.ndim(std) == 0 else std[:, L, None]
         x += np.take_along_axis(centers, labels[:, None, L:], axis=2)[:, :, 0]

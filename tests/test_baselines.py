@@ -147,7 +147,7 @@ def test_projection_is_exact_on_subspace_data():
         oracle = posterior_mean_sphere(s.x_tilde, s.basis, 1.3, 0.2)
         np.testing.assert_allclose(sphere_projection_estimator(s.X, s.x_tilde, 0.2), oracle, rtol=1e-9, atol=1e-10)
         authors = sphere_projection_estimator(s.X, s.x_tilde, 0.2, bessel="authors")
-        if d == 2:  # the authors' Bessel order is right only for d = 2 (PAPER.md §2.2)
+        if d == 2:  # the authors' Bessel order is right only for d = 2 (their src/nn_loss_baselines.py, commit c8aaeb3)
             np.testing.assert_allclose(authors, oracle, rtol=1e-9, atol=1e-10)
         else:
             assert np.max(np.abs(authors - oracle)) > 1e-3
@@ -163,7 +163,7 @@ def test_trivial_estimators():
     np.testing.assert_array_equal(out, q)
     assert out is not q
     np.testing.assert_array_equal(context_mean_estimator(X, q), X.mean(axis=2))
-    for name, f in ESTIMATORS.items():  # float32 in, float32 out (API.md conventions)
+    for name, f in ESTIMATORS.items():  # float32 in, float32 out (the package's dtype convention)
         assert f(X.astype(np.float32), q.astype(np.float32)).dtype == np.float32, name
 
 
@@ -213,7 +213,7 @@ def test_bad_input_names_the_argument(call, arg):
 
 
 def test_eq10_risk_at_finite_L_matches_closed_form():
-    """MSE of Eq. (10) on the linear task = linear_risk(γ = 1/(σ0²+σZ²)) (PAPER.md §3.6) within Z standard errors."""
+    """MSE of Eq. (10) on the linear task = linear_risk(γ = 1/(σ0²+σZ²)) (finite-L risk of Eq. 10) within Z standard errors."""
     n, d, L = 6, 2, 10
     p = LinearTask(n, d, 2.0, 1.0).sample(np.random.default_rng(2), 20000, L)
     err = np.mean((linear_attention_estimator(p.X, p.x_tilde, 2.0, 1.0) - p.x) ** 2, axis=1)
@@ -222,7 +222,7 @@ def test_eq10_risk_at_finite_L_matches_closed_form():
 
 @pytest.mark.slow
 def test_paper_reference_baseline_numbers():
-    """PAPER.md §2.1, §2.2, §5.4 at n=16, L=499 (authors' 'L=500'): shrunk PCA projection ≈ oracle 0.3301-0.3333;
+    """Paper §2.2, Fig. 3 baselines at n=16, L=499 (authors' 'L=500'): shrunk PCA projection ≈ oracle 0.3301-0.3333;
     unshrunk ≈ 0.5; the authors' Bessel order 0.0303 vs the oracle 0.0290 on the sphere; softmax (1, 1/σZ²)
     ≈ 0.0310 (sphere) and 0.0303 (mixture). Checked as paired differences or levels at Z standard errors of ours
     plus the reference's (2000 sphere / 3000 mixture prompts)."""
@@ -245,7 +245,7 @@ def test_paper_reference_baseline_numbers():
     assert level(softmax_attention_estimator(s.X, s.x_tilde, 0.1), 0.0310, 2000) < Z
     e_a = np.mean((sphere_projection_estimator(s.X, s.x_tilde, 0.1, bessel="authors") - s.x) ** 2, axis=1)
     e_p = np.mean((sphere_projection_estimator(s.X, s.x_tilde, 0.1) - s.x) ** 2, axis=1)
-    gap = e_a - e_p  # paired: the authors' order is worse by ~4% (PAPER.md §2.2)
+    gap = e_a - e_p  # paired: the authors' order is worse by ~4% at d = 8
     assert gap.mean() > Z * gap.std(ddof=1) / np.sqrt(N)
     g = GMMTask(16, 8).sample(rng, N, 499)
     e = np.mean((softmax_attention_estimator(g.X, g.x_tilde, 0.1) - g.x) ** 2, axis=1)
