@@ -9,6 +9,7 @@ Legend: ``B`` batch, ``n`` ambient dimension, ``L`` context length (clean tokens
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -21,7 +22,11 @@ __all__ = [
     "check_real",
     "check_context",
     "check_rng",
+    "check_callable",
+    "finite_output",
     "mse",
+    "lse",
+    "softmax",
 ]
 
 
@@ -75,7 +80,7 @@ def check_rng(rng) -> np.random.Generator:
     return rng
 
 
-def as_float_array(name: str, a, *, ndim=None, finite: bool = True) -> np.ndarray:
+def as_float_array(name: str, a, *, ndim=None, finite: bool = True, complex_ok: bool = False) -> np.ndarray:
     """Convert ``a`` to a float array, keeping float32 if the caller passed float32, else float64.
 
     Parameters
@@ -83,22 +88,27 @@ def as_float_array(name: str, a, *, ndim=None, finite: bool = True) -> np.ndarra
     name : str
         Argument name used in error messages.
     a : array_like
-        Real numeric input. Complex input is kept complex (complex-step gradient checks need it).
+        Real numeric input (not bool, not None, not strings or objects).
     ndim : int or tuple of int, optional
         Allowed numbers of dimensions.
     finite : bool
         If True, NaN or inf anywhere raises ``ValueError``.
+    complex_ok : bool
+        Keep complex input as complex128 (the NumPy specification of the energy and of attention, which the
+        complex-step gradient checks evaluate at complex points); otherwise complex input raises ``TypeError``.
     """
     if isinstance(a, np.ndarray):
         arr = a
     else:
         try:
             arr = np.asarray(a)
-        except (TypeError, ValueError) as exc:  # ragged lists and the like
+        except (TypeError, ValueError, OverflowError) as exc:  # ragged lists, ints beyond int64 and the like
             raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from exc
     kind = arr.dtype.kind
-    if kind not in "biufc" or kind == "b":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if kind not in "iufc":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype} ({type(a).__name__})")
+    if kind == "c" and not complex_ok:
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
     if kind == "c":
         arr = arr.astype(np.complex128, copy=False)
     elif arr.dtype != np.float32:
@@ -113,7 +123,8 @@ def as_float_array(name: str, a, *, ndim=None, finite: bool = True) -> np.ndarra
     return arr
 
 
-def check_context(X, x_tilde, *, X_name: str = "X", q_name: str = "x_tilde", finite: bool = True):
+def check_context(X, x_tilde, *, X_name: str = "X", q_name: str = "x_tilde", finite: bool = True,
+                  complex_ok: bool = False):
     """Validate a context / query pair and bring it to batched form.
 
     Shapes: X (n, L) with x_tilde (n,), or X (B, n, L) with x_tilde (B, n). ``finite=False`` skips the NaN/inf
@@ -126,8 +137,8 @@ def check_context(X, x_tilde, *, X_name: str = "X", q_name: str = "x_tilde", fin
     single : bool
         True if the input was a single prompt; callers use it to drop the batch axis on output.
     """
-    X = as_float_array(X_name, X, ndim=(2, 3), finite=finite)
-    q = as_float_array(q_name, x_tilde, ndim=(1, 2), finite=finite)
+    X = as_float_array(X_name, X, ndim=(2, 3), finite=finite, complex_ok=complex_ok)
+    q = as_float_array(q_name, x_tilde, ndim=(1, 2), finite=finite, complex_ok=complex_ok)
     if X.ndim - q.ndim != 1:
         raise ValueError(
             f"{X_name} of shape {X.shape} and {q_name} of shape {q.shape} do not match: "
@@ -147,8 +158,50 @@ def check_context(X, x_tilde, *, X_name: str = "X", q_name: str = "x_tilde", fin
     return X3, q2, single
 
 
+def check_callable(name: str, f):
+    """Require a callable, or raise ``TypeError`` naming ``name``."""
+    if not callable(f):
+        raise TypeError(f"{name} must be callable, got {type(f).__name__}")
+    return f
+
+
+def _all_finite(result) -> bool:
+    """Whether every array / number in ``result`` (nested tuples, lists and dict values) is finite."""
+    if isinstance(result, dict):
+        return all(_all_finite(v) for v in result.values())
+    if isinstance(result, (tuple, list)):
+        return all(_all_finite(v) for v in result)
+    if isinstance(result, (np.ndarray, numbers.Number, np.generic)) and not isinstance(result, (bool, np.bool_)):
+        arr = np.asarray(result)
+        return arr.dtype.kind not in "fc" or bool(np.all(np.isfinite(arr)))
+    return True
+
+
+def finite_output(*names: str):
+    """Decorator: run the function with NumPy's floating-point warnings off and raise ``ValueError`` if its result
+    holds NaN or inf. The inputs are validated as finite, so such a result is an overflow; the message names the
+    arguments ``names`` whose scale caused it (no silent NaN, no stray ``RuntimeWarning``)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            with np.errstate(all="ignore"):
+                result = fn(*args, **kwargs)
+            if not _all_finite(result):
+                raise ValueError(f"{fn.__name__}: non-finite result from finite inputs (overflow: reduce the scale "
+                                 f"of {', '.join(names)})")
+            return result
+
+        return checked
+
+    return wrap
+
+
+@finite_output("pred", "target")
 def mse(pred, target) -> float:
     """Mean squared error over prompts *and* coordinates (the paper's figures' "MSE/n").
+
+    Real input only (complex input raises ``TypeError``: |z|² and z² differ there).
 
     Shapes: pred, target (n,) or (B, n) -> float.
     """
@@ -156,5 +209,76 @@ def mse(pred, target) -> float:
     target = as_float_array("target", target, ndim=(1, 2))
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {pred.shape} and target shape {target.shape} differ")
+    if pred.size == 0:
+        raise ValueError(f"pred and target must not be empty, got shape {pred.shape}")
     diff = pred - target
     return float(np.mean(diff * diff))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the stable log-sum-exp and softmax used everywhere (re-exported by icdmin.energy)
+
+
+def _check_logits(z, axis):
+    """Validate the input of :func:`lse` / :func:`softmax`: a non-empty real (or complex) array without NaN or +inf
+    (-inf entries, zero weights, are allowed unless a whole slice is -inf) and an axis in range."""
+    z = as_float_array("z", z, finite=False, complex_ok=True)
+    if z.ndim == 0:
+        raise ValueError("z must have at least one dimension, got a scalar")
+    axis = check_int("axis", axis, minimum=-z.ndim, maximum=z.ndim - 1)
+    if z.shape[axis] == 0:
+        raise ValueError(f"z must be non-empty along axis {axis}, got shape {z.shape}")
+    if np.any(np.isnan(z)) or np.any(z.real == np.inf) or np.any(np.isinf(z.imag)):
+        raise ValueError("z contains NaN or +inf (only -inf, a zero weight, is allowed)")
+    if np.any(np.all(z.real == -np.inf, axis=axis)):
+        raise ValueError(f"z: every entry of a slice along axis {axis} is -inf (no weight left)")
+    return z, axis
+
+
+@finite_output("z")
+def lse(z, axis: int = -1):
+    """Log-sum-exp along ``axis`` with a max shift: log Σ_i exp(z_i).
+
+    The shift uses ``max(z.real)`` and is held constant, so complex-step derivatives pass through
+    exactly. Shapes: z (..., L) -> (...) for the given axis.
+    """
+    return _lse(*_check_logits(z, axis))
+
+
+def _lse(z, axis: int = -1):
+    """:func:`lse` without validation (internal callers pass finite float arrays)."""
+    m = np.max(z.real, axis=axis, keepdims=True)  # (..., 1)
+    e = _shifted(z, m)  # (..., L)  z − max, a fresh float array
+    out = m + np.log(np.sum(np.exp(e, out=e), axis=axis, keepdims=True))  # (..., 1)
+    return np.squeeze(out, axis=axis)
+
+
+@finite_output("z")
+def softmax(z, axis: int = -1):
+    """Softmax along ``axis`` with a max shift: exp(z_i) / Σ_j exp(z_j).
+
+    Shapes: z (..., L) -> (..., L), a fresh array. Complex input is supported for complex-step checks.
+    """
+    z, axis = _check_logits(z, axis)
+    return _softmax_inplace(z.copy(), axis)
+
+
+def _softmax_inplace(e, axis: int = -1):
+    """Overwrite the float (or complex) array ``e`` with its softmax along ``axis`` (the max-shifted formula of
+    :func:`softmax`, without large temporaries or validation). Shapes: (..., L) -> (..., L)."""
+    e -= np.max(e.real, axis=axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _softmax(z, axis: int = -1):
+    """:func:`softmax` without validation, on a fresh array (internal callers pass finite or -inf logits)."""
+    e = z.astype(np.float64) if z.dtype.kind not in "fc" else z.copy()  # (..., L)
+    return _softmax_inplace(e, axis)
+
+
+def _shifted(z, m):
+    """z − m as a fresh float (or complex) array that the caller may overwrite."""
+    e = z - m
+    return e if e.dtype.kind in "fc" else e.astype(np.float64)

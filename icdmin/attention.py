@@ -3,7 +3,7 @@
 This file is the readable NumPy *specification*; ``_kernels.py`` holds fused Numba loops that must match it
 (rtol 1e-10 in float64). Every forward returns ``(out, cache)`` and every backward takes ``(dout, cache)`` (llm.c
 style); each backward line quotes the forward line it inverts. The query is never a key or value and there is no
-residual (PAPER.md §3.2).
+residual (paper §3).
 
 Kinds (q' = W_KQ x̃, scores z_t over the L context tokens, output W_PV X a):
 
@@ -11,7 +11,7 @@ Kinds (q' = W_KQ x̃, scores z_t over the L context tokens, output W_PV X a):
 - ``"softmax"`` (Eq. 12): a = softmax(Xᵀ q').
 - ``"gaussian"`` (Eq. 14 with tied keys and queries, W_K = W_Q = W, W_KQ = WᵀW):
   a = softmax(z), z_t = X_tᵀ W_KQ x̃ − ½ X_tᵀ W_KQ X_t, which is −½‖W X_t − W x̃‖² up to a t-independent constant.
-  With W_KQ = I/σZ², W_PV = I it is Tweedie's formula x̃ + σZ² ∇log p̂(x̃), p̂ = (1/L) Σ_t N(X_t, σZ² I) (PAPER.md §9).
+  With W_KQ = I/σZ², W_PV = I it is Tweedie's formula x̃ + σZ² ∇log p̂(x̃), p̂ = (1/L) Σ_t N(X_t, σZ² I) (paper §3.2, Eq. 14).
   Separate W_K, W_Q: :mod:`icdmin.gaussian_attention`.
 
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length (clean tokens only).
@@ -24,14 +24,14 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels
-from ._arrays import as_float_array, check_context, check_real
-from .energy import softmax
+from ._arrays import _softmax_inplace, as_float_array, check_context, check_real
 
 __all__ = [
     "KINDS",
     "AttentionCache",
     "attention",
     "attention_forward",
+    "attention_weights",
     "attention_backward",
     "mse_forward",
     "mse_backward",
@@ -56,33 +56,78 @@ class AttentionCache(NamedTuple):
     u: np.ndarray  # (B, n) X a, the attended context before W_PV
 
 
-def attention_forward(X, x_tilde, W_KQ, W_PV, kind):
-    """Attention output of each prompt (Eqs. 11, 12, 14), batched arrays only, no validation.
-
-    out = W_PV X a, with a = Xᵀ W_KQ x̃ / L (linear) or a = softmax(z) (softmax, gaussian; see module docstring).
-
-    Shapes: X (B, n, L), x_tilde (B, n), W_KQ, W_PV (n, n) -> out (B, n), AttentionCache.
-    """
-    L = X.shape[2]
-    qk = x_tilde @ W_KQ.T  # (B, n)     q' = W_KQ x̃
+def _weights(X, qk, W_KQ, kind):
+    """Attention weights a over the context (batched, unchecked). Shapes: X (B, n, L), qk (B, n) -> (B, L)."""
     z = np.einsum("bil,bi->bl", X, qk)  # (B, L)     z_t = X_tᵀ q'
     if kind == "linear":
-        a = z / L  # (B, L)     Eq. 11: weights X_tᵀ W_KQ x̃ / L
-    elif kind == "softmax":
-        a = softmax(z, axis=-1)  # (B, L)     Eq. 12
-    else:  # gaussian, tied W_K = W_Q
-        z = z - 0.5 * np.einsum("bil,ij,bjl->bl", X, W_KQ, X)  # (B, L)  − ½ X_tᵀ W_KQ X_t
-        a = softmax(z, axis=-1)  # (B, L)     Eq. 14
+        return z / X.shape[2]  # (B, L)     Eq. 11: weights X_tᵀ W_KQ x̃ / L
+    if kind == "gaussian":  # tied W_K = W_Q
+        z -= 0.5 * np.einsum("bil,ij,bjl->bl", X, W_KQ, X)  # (B, L)  − ½ X_tᵀ W_KQ X_t
+    return _softmax_inplace(z)  # (B, L)     Eqs. 12, 14: softmax over the L context tokens
+
+
+def _forward(X, x_tilde, W_KQ, W_PV, kind):
+    """:func:`attention_forward` on validated batched arrays (the training loop's NumPy path)."""
+    qk = x_tilde @ W_KQ.T  # (B, n)     q' = W_KQ x̃
+    a = _weights(X, qk, W_KQ, kind)  # (B, L)
     u = np.einsum("bil,bl->bi", X, a)  # (B, n)     u = X a
     out = u @ W_PV.T  # (B, n)     out = W_PV u
     return out, AttentionCache(kind, X, x_tilde, W_KQ, W_PV, a, u)
 
 
-def attention_backward(dout, cache: AttentionCache):
+def attention_forward(X, x_tilde, W_KQ, W_PV, kind="softmax"):
+    """Attention output of each prompt (Eqs. 11, 12, 14) and the cache for :func:`attention_backward`.
+
+    out = W_PV X a, with a = Xᵀ W_KQ x̃ / L (linear) or a = softmax(z) (softmax, gaussian; see module docstring).
+    The NumPy specification (complex input stays complex, for complex-step checks); the cache holds batched arrays.
+
+    Shapes: X (n, L), x_tilde (n,) -> out (n,); X (B, n, L), x_tilde (B, n) -> out (B, n); W_KQ, W_PV (n, n).
+    """
+    X3, q2, _, W_KQ, W_PV, kind, single = _prepare(X, x_tilde, None, W_KQ, W_PV, kind)
+    with np.errstate(all="ignore"):
+        out, cache = _forward(X3, q2, W_KQ, W_PV, kind)
+    if not np.all(np.isfinite(out)):
+        _non_finite("attention_forward", X3)
+    return (out[0] if single else out), cache
+
+
+def attention_weights(X, x_tilde, W_KQ, kind="softmax"):
+    """The weights a over the L context tokens that attention averages (Eqs. 11, 12, 14), for inspection.
+
+    softmax: a = softmax(Xᵀ W_KQ x̃); linear: a = Xᵀ W_KQ x̃ / L; gaussian: a = softmax(Xᵀ W_KQ x̃ − ½ diag(Xᵀ W_KQ X)).
+    Then ``attention(X, x_tilde, W_KQ, W_PV, kind) == W_PV @ X @ a`` (per prompt).
+
+    Shapes: X (n, L), x_tilde (n,) -> (L,); X (B, n, L), x_tilde (B, n) -> (B, L); W_KQ (n, n).
+    """
+    X3, q2, _, W_KQ, _, kind, single = _prepare(X, x_tilde, None, W_KQ, None, kind)
+    with np.errstate(all="ignore"):
+        a = _weights(X3, q2 @ W_KQ.T, W_KQ, kind)  # (B, L)
+    if not np.all(np.isfinite(a)):
+        _non_finite("attention_weights", X3)
+    return a[0] if single else a
+
+
+def attention_backward(dout, cache):
     """Gradients of a scalar loss with respect to W_KQ and W_PV, given dloss/dout (manual backprop).
 
-    Shapes: dout (B, n) -> dW_KQ (n, n), dW_PV (n, n).
+    Shapes: dout (B, n), or (n,) for a cache of one prompt; cache from :func:`attention_forward` -> dW_KQ, dW_PV
+    (n, n).
     """
+    if not isinstance(cache, AttentionCache):
+        raise TypeError(f"cache must be the AttentionCache returned by attention_forward, got {type(cache).__name__}")
+    dout = as_float_array("dout", dout, ndim=(1, 2), complex_ok=True)
+    B, n = cache.x_tilde.shape
+    if dout.shape not in ((B, n), (n,) if B == 1 else (B, n)):
+        raise ValueError(f"dout must have shape ({B}, {n}) like the forward output, got {dout.shape}")
+    with np.errstate(all="ignore"):
+        grads = _backward(dout.reshape(B, n), cache)
+    if not all(np.all(np.isfinite(g)) for g in grads):
+        raise ValueError("attention_backward: non-finite gradients (overflow: reduce the scale of dout)")
+    return grads
+
+
+def _backward(dout, cache: AttentionCache):
+    """:func:`attention_backward` on validated batched arrays."""
     kind, X, x_tilde, W_KQ, W_PV, a, u = cache
     L = X.shape[2]
     # out = u @ W_PV.T
@@ -107,38 +152,47 @@ def attention_backward(dout, cache: AttentionCache):
 
 
 def mse_forward(out, x):
-    """MSE over prompts and coordinates (API.md): mean over B·n of (out − x)².
+    """MSE over prompts and coordinates: mean over B·n of (out − x)². Shapes: out, x (B, n) | (n,) -> loss, out − x."""
+    out = as_float_array("out", out, ndim=(1, 2), complex_ok=True)
+    x = as_float_array("x", x, ndim=(1, 2), complex_ok=True)
+    if out.shape != x.shape or out.size == 0:
+        raise ValueError(f"out and x must have one non-empty shape, got {out.shape} and {x.shape}")
+    return _mse_forward(out, x)
 
-    Shapes: out, x (B, n) -> loss (scalar), cache (out − x).
-    """
+
+def _mse_forward(out, x):
     diff = out - x  # (B, n)
     return np.mean(diff * diff), diff
 
 
 def mse_backward(diff):
-    """dloss/dout of :func:`mse_forward`.
+    """dloss/dout of :func:`mse_forward`. Shapes: diff (B, n) | (n,) -> dout, same shape."""
+    diff = as_float_array("diff", diff, ndim=(1, 2), complex_ok=True)
+    if diff.size == 0:
+        raise ValueError("diff must not be empty")
+    return _mse_backward(diff)
 
-    Shapes: diff (B, n) -> dout (B, n).
-    """
+
+def _mse_backward(diff):
     # loss = mean(diff * diff)
     return (2.0 / diff.size) * diff  # (B, n)
 
 
 def loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
-    """:func:`loss_and_grads` through the NumPy specification (for parity tests and benchmarks).
-
-    Complex input is kept complex, which is what the complex-step gradient check needs.
-
-    Shapes: as :func:`loss_and_grads`.
-    """
+    """:func:`loss_and_grads` through the NumPy specification (parity tests, benchmarks, complex-step checks: complex
+    input stays complex). Shapes: as :func:`loss_and_grads`."""
     X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
-    return _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
+    with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
+        loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
+    if not (np.isfinite(loss) and np.all(np.isfinite(dW_KQ)) and np.all(np.isfinite(dW_PV))):
+        _non_finite("loss_and_grads_numpy", X3)
+    return loss, dW_KQ, dW_PV
 
 
 def _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind):
-    out, cache = attention_forward(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
-    loss, diff = mse_forward(out, x)
-    dW_KQ, dW_PV = attention_backward(mse_backward(diff), cache)
+    out, cache = _forward(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
+    loss, diff = _mse_forward(out, x)
+    dW_KQ, dW_PV = _backward(_mse_backward(diff), cache)
     return loss, dW_KQ, dW_PV
 
 
@@ -175,28 +229,15 @@ def backend_for(X, kind="softmax") -> str:
 def loss_and_grads(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
     """MSE of the attention output against the clean targets, and its exact gradients (paper §3, Eqs. 11, 12, 14).
 
-    loss = mean over prompts and coordinates of (W_PV X a − x)²; a per ``kind`` (module docstring).
+    loss = mean over prompts and coordinates of (W_PV X a − x)²; a per ``kind`` (module docstring). X: clean
+    context tokens as columns; x_tilde: noisy queries; x: clean targets; W_KQ, W_PV: merged key-query and
+    projection-value weights; kind in ``KINDS``. Returns (loss, dW_KQ, dW_PV) as (float, (n, n), (n, n)).
 
-    Parameters
-    ----------
-    X : array_like (n, L) or (B, n, L)
-        Clean context tokens as columns.
-    x_tilde : array_like (n,) or (B, n)
-        Noisy queries.
-    x : array_like, same shape as x_tilde
-        Clean targets.
-    W_KQ, W_PV : array_like (n, n)
-        Merged key-query and projection-value weights.
-    kind : {"linear", "softmax", "gaussian"}
-
-    Returns
-    -------
-    loss : float
-    dW_KQ, dW_PV : ndarray (n, n)
-
-    Shapes: X (B, n, L), x_tilde (B, n), x (B, n), W (n, n) -> float, (n, n), (n, n). Uses the fused Numba kernel
-    when :func:`backend_for` says so, the NumPy specification otherwise.
+    Shapes: X (n, L) | (B, n, L), x_tilde and x (n,) | (B, n), W (n, n). Uses the fused Numba kernel when
+    :func:`backend_for` says so, the NumPy specification otherwise.
     """
+    if x is None:
+        raise TypeError("x must be the clean targets, an array like x_tilde, got None")
     X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
     with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
         if backend_for(X3, kind) == "numba":
@@ -222,7 +263,7 @@ def attention(X, x_tilde, W_KQ, W_PV, kind="softmax"):
         if backend_for(X3, kind) == "numba":
             out = _kernels.forward(_kernels.KIND_CODES[kind], X3, q2, W_KQ, W_PV)  # (B, n)
         else:
-            out, _ = attention_forward(X3, q2, W_KQ, W_PV, kind)  # (B, n)
+            out, _ = _forward(X3, q2, W_KQ, W_PV, kind)  # (B, n)
     if not np.all(np.isfinite(out)):
         _non_finite("attention", X3)
     return out[0] if single else out
@@ -237,40 +278,35 @@ def loss_and_grads_identity(X, x_tilde, x, alpha, beta, kind="softmax"):
     """
     alpha = check_real("alpha", alpha)
     beta = check_real("beta", beta)
-    X3 = np.asarray(X)
-    n = X3.shape[-2] if X3.ndim >= 2 else 0
-    eye = np.eye(n, dtype=X3.dtype if X3.dtype in (np.float32, np.float64) else np.float64)
+    X3 = as_float_array("X", X, ndim=(2, 3), finite=False)
+    eye = np.eye(X3.shape[-2], dtype=X3.dtype)
     loss, dW_KQ, dW_PV = loss_and_grads(X, x_tilde, x, beta * eye, alpha * eye, kind)
     return loss, float(np.trace(dW_PV)), float(np.trace(dW_KQ))
 
 
 def _non_finite(where, X):
-    """Called only after a non-finite result: name the input that holds NaN/inf, or report an overflow.
-
-    The small inputs were checked up front, so the culprit is the context X or, with finite X, an overflow.
-    """
+    """After a non-finite result (small inputs were checked up front): name X if it holds NaN/inf, else overflow."""
     as_float_array("X", X, finite=True)
     raise ValueError(f"{where}: non-finite result from finite inputs (overflow: reduce the scale of X or the weights)")
 
 
 def _prepare(X, x_tilde, x, W_KQ, W_PV, kind):
-    """Validate and bring to batched, C-contiguous arrays of one dtype.
+    """Validate and bring to batched, C-contiguous arrays of one dtype (``W_PV=None``, ``x=None``: not needed).
 
-    Small arrays are checked for NaN/inf here; the context X (the only large one) is checked only if the result is
-    non-finite, since any NaN/inf in X reaches the output. This keeps the per-call overhead O(n² + B n).
-    """
-    if kind not in KINDS:
+    Small arrays are checked for NaN/inf here; the context X (the only large one) only if the result is non-finite
+    (any NaN/inf in X reaches the output), which keeps the per-call overhead O(n² + B n)."""
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    X3, q2, single = check_context(X, x_tilde, finite=False)
+    X3, q2, single = check_context(X, x_tilde, finite=False, complex_ok=True)
     B, n, _ = X3.shape
-    W_KQ = as_float_array("W_KQ", W_KQ, ndim=2)
-    W_PV = as_float_array("W_PV", W_PV, ndim=2)
+    W_KQ = as_float_array("W_KQ", W_KQ, ndim=2, complex_ok=True)
+    W_PV = W_KQ if W_PV is None else as_float_array("W_PV", W_PV, ndim=2, complex_ok=True)  # None: weights only
     for name, W in (("W_KQ", W_KQ), ("W_PV", W_PV)):
         if W.shape != (n, n):
             raise ValueError(f"{name} must have shape ({n}, {n}) to match X with n={n}, got {W.shape}")
     arrays = [X3, q2, W_KQ, W_PV]
     if x is not None:
-        x2 = as_float_array("x", x, ndim=(1, 2))
+        x2 = as_float_array("x", x, ndim=(1, 2), complex_ok=True)
         x2 = x2[None] if x2.ndim == 1 else x2
         if x2.shape != q2.shape:
             raise ValueError(f"x must have the shape of x_tilde, {q2.shape[1:] if single else q2.shape}, "

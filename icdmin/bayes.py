@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ive
 
-from ._arrays import as_float_array, check_context, check_int, check_positive, check_real, check_rng
-from .energy import softmax
+from ._arrays import _softmax, as_float_array, check_context, check_int, check_positive, check_real, check_rng
+from ._arrays import finite_output
 
 __all__ = [
     "bessel_ratio",
@@ -30,6 +30,7 @@ __all__ = [
 
 _CF_TERMS = 40  # continued-fraction depth for small kappa; the truncation error is < (kappa²/4ν²)^40 ≈ 0 there
 _HANKEL_KAPPA = 1e7  # above this (and 100 ν²) the Hankel expansion replaces ive, which fails past ~1e9
+_MAX_D = 20000  # bessel_ratio's tested range is d <= 5000; beyond 20000 the continued fraction is not checked
 _WEIGHT_SUM_TOL = 1e-9  # |Σw - 1|: far above the K·eps rounding of user-normalised weights, far below real mistakes
 
 
@@ -46,62 +47,81 @@ def _hankel_ive(nu, x, terms: int = 8):
 
 
 def _ive_ratio(nu, kappa):
-    """I_ν(κ) / I_{ν-1}(κ), stable for κ -> 0 and κ up to 1e300.
+    """I_ν(κ) / I_{ν-1}(κ) for ν >= 1/2, stable for κ from 0 to 1e300 and ν up to ~1e4; scalars or arrays.
 
     Three branches: (1) 1 <= κ < max(1e7, 100ν²): ``ive(ν, κ)/ive(ν-1, κ)`` (the e^{-κ} scalings cancel);
-    (2) κ < 1, or where ``ive(ν-1, κ)`` underflows (κ << ν): Gauss's continued fraction
-    I_ν/I_{ν-1} = κ / (2ν + κ²/(2(ν+1) + κ²/(2(ν+2) + ...))), which tends to κ/(2ν) and never forms 0/0;
-    (3) κ >= max(1e7, 100ν²), where ``ive`` returns NaN beyond ~1e9: the Hankel expansion of both functions.
+    (2) κ < 1, or where ``ive(ν-1, κ)`` underflows (κ below about 1.9ν, for ν > ~700): Gauss's continued fraction
+    I_ν/I_{ν-1} = κ / (2ν + κ²/(2(ν+1) + κ²/(2(ν+2) + ...))), which tends to κ/(2ν) and never forms 0/0; its tail
+    after ``_CF_TERMS`` levels is started at Amos's (1974) approximation κ/r_{ν+N} ≈ ν+N-½ + √((ν+N+½)² + κ²),
+    and each level contracts the error by r² <= 0.4 there; (3) κ >= max(1e7, 100ν²), where ``ive`` returns NaN
+    beyond ~1e9: the Hankel expansion of both functions.
+
+    Shapes: nu, kappa broadcast -> their broadcast shape (always an ndarray, 0-d for scalars).
     """
     nu, kappa = np.broadcast_arrays(np.asarray(nu, dtype=np.float64), np.asarray(kappa, dtype=np.float64))
-    out = np.empty(nu.shape)
+    shape = nu.shape
+    nu, kappa = nu.ravel(), kappa.ravel()  # 1-d copies: boolean-mask writes below need real arrays, not 0-d scalars
+    out = np.empty(nu.shape)  # (N,)
     huge = kappa >= np.maximum(_HANKEL_KAPPA, 100.0 * nu * nu)
     if np.any(huge):
-        kh, nh = kappa[huge], nu[huge]
-        out[huge] = _hankel_ive(nh, kh) / _hankel_ive(nh - 1.0, kh)
+        out[huge] = _hankel_ive(nu[huge], kappa[huge]) / _hankel_ive(nu[huge] - 1.0, kappa[huge])
     big = (kappa >= 1.0) & ~huge
     if np.any(big):
         num, den = ive(nu[big], kappa[big]), ive(nu[big] - 1.0, kappa[big])
         ok = den > 1e-290
-        big_idx = np.flatnonzero(big)
-        out.flat[big_idx[ok]] = num[ok] / den[ok]
-        big.flat[big_idx[~ok]] = False  # underflow: κ << ν, the continued fraction converges fast
+        idx = np.flatnonzero(big)
+        out[idx[ok]] = num[ok] / den[ok]
+        big[idx[~ok]] = False  # underflow: κ << ν, the continued fraction converges fast
     small = ~big & ~huge
     if np.any(small):
         ks, ns = kappa[small], nu[small]
         k2 = ks * ks
-        tail = 2.0 * (ns + _CF_TERMS)
+        tail = ns + _CF_TERMS - 0.5 + np.sqrt((ns + _CF_TERMS + 0.5) ** 2 + k2)  # κ / r_{ν+N} (Amos)
         for j in range(_CF_TERMS - 1, -1, -1):
             tail = 2.0 * (ns + j) + k2 / tail
         out[small] = ks / tail
-    return out
+    return out.reshape(shape)
 
 
+@finite_output("kappa")
 def bessel_ratio(d, kappa):
     """Shrink factor of the sphere posterior mean, A_d(κ) = I_{(d+1)/2}(κ) / I_{(d-1)/2}(κ) (Eq. 6).
 
     d is the sphere's own dimension (circle: d = 1, I_1/I_0); A_d(κ) -> κ/(d+1) as κ -> 0 and -> 1 as κ -> ∞.
-    It is the mean resultant length of a von Mises-Fisher law on S^d (PAPER.md §2.2).
+    It is the mean resultant length of a von Mises-Fisher law on S^d (paper §2.2). Accurate to ~1e-13 relative
+    for d up to 5000 and κ from 0 to 1e12 (tested against mpmath).
 
     Parameters
     ----------
     d : int or int array
-        Sphere dimension(s), >= 0 (d = 0: two points ±R, A = tanh κ).
+        Sphere dimension(s), 0 <= d <= 20000 (d = 0: two points ±R, A = tanh κ).
     kappa : float or array
-        κ = R ||P x̃|| / σZ² >= 0.
+        κ = R ||P x̃|| / σZ² >= 0, finite.
 
     Shapes: d and kappa broadcast -> their broadcast shape (a float for two scalars).
     """
-    d_arr = np.asarray(d)
-    if d_arr.dtype.kind not in "iu" or np.any(d_arr < 0):
-        raise ValueError(f"d must be a non-negative integer (array), got {d!r}")
+    if isinstance(d, (bool, np.bool_)):
+        raise TypeError(f"d must be a non-negative integer (array), got {d!r}")
+    try:
+        d_arr = np.asarray(d)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"d must be a non-negative integer (array), got {type(d).__name__}") from exc
+    if d_arr.dtype.kind not in "iu":
+        raise TypeError(f"d must be a non-negative integer (array), got dtype {d_arr.dtype}")
+    if np.any(d_arr < 0) or np.any(d_arr > _MAX_D):
+        raise ValueError(f"d must be in [0, {_MAX_D}], got {d!r}")
     k = as_float_array("kappa", kappa)
     if np.any(k < 0):
         raise ValueError("kappa must be >= 0")
+    try:
+        np.broadcast_shapes(d_arr.shape, k.shape)
+    except ValueError as exc:
+        raise ValueError(f"d of shape {d_arr.shape} and kappa of shape {k.shape} do not broadcast") from exc
     out = _ive_ratio((d_arr + 1) / 2.0, k)
     return float(out) if out.ndim == 0 else out
 
 
+@finite_output("x_tilde", "basis", "offset")
 def posterior_mean_linear(x_tilde, basis, sigma2_0, sigma2_z, offset=None):
     """Oracle for the linear task, Eq. (3): E[x | x̃] = m + σ0²/(σ0²+σZ²) P (x̃ - m), with P = V Vᵀ.
 
@@ -112,7 +132,7 @@ def posterior_mean_linear(x_tilde, basis, sigma2_0, sigma2_z, offset=None):
         Orthonormal basis V of each prompt's subspace.
     sigma2_0, sigma2_z : float > 0
     offset : array (n,) or (B, n), optional
-        Affine offset m of the subspace (PAPER.md §6); zero by default.
+        Affine offset m of the subspace (an extension of the paper's linear task); zero by default.
 
     Shapes: -> same as x_tilde.
     """
@@ -132,6 +152,7 @@ def posterior_mean_linear(x_tilde, basis, sigma2_0, sigma2_z, offset=None):
     return out[0] if single else out
 
 
+@finite_output("x_tilde", "basis", "R", "sigma2_z")
 def posterior_mean_sphere(x_tilde, basis, R, sigma2_z):
     """Oracle for the sphere task, Eq. (6): A_d(κ) R x̃_∥/||x̃_∥||, x̃_∥ = P x̃, κ = R||x̃_∥||/σZ².
 
@@ -163,6 +184,8 @@ def posterior_mean_sphere(x_tilde, basis, R, sigma2_z):
 
 def check_weights(weights, K: int, B: int | None = None, *, name: str = "weights") -> np.ndarray:
     """Validate mixture weights: shape (K,) or (B, K), entries >= 0, each row summing to 1 (within 1e-9)."""
+    K = check_int("K", K, minimum=1)
+    B = None if B is None else check_int("B", B, minimum=1)
     w = as_float_array(name, weights, ndim=(1, 2))
     if w.shape[-1] != K or (w.ndim == 2 and B is not None and w.shape[0] != B):
         want = f"({K},)" if B is None else f"({K},) or ({B}, {K})"
@@ -184,6 +207,7 @@ def _log_weights(weights, K, B):
     return logw if logw.ndim == 2 else logw[None]
 
 
+@finite_output("x_tilde", "centers", "sigma2_0", "sigma2_z")
 def posterior_mean_gmm(x_tilde, centers, sigma2_0, sigma2_z, weights=None):
     """Oracle for the mixture task, Eq. (7) (σ0² = 0 gives Eq. 8).
 
@@ -208,12 +232,13 @@ def posterior_mean_gmm(x_tilde, centers, sigma2_0, sigma2_z, weights=None):
     v = s0 + sz
     logw = _log_weights(weights, M.shape[2], M.shape[0])  # (B|1, K)
     logits = (np.einsum("bnk,bn->bk", M, q) - 0.5 * np.einsum("bnk,bnk->bk", M, M)) / v + logw  # (B, K)
-    p = softmax(logits, axis=-1)  # (B, K)
+    p = _softmax(logits, axis=-1)  # (B, K)
     out = (s0 / v) * q + (sz / v) * np.einsum("bnk,bk->bn", M, p)  # (B, n)
     out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out
 
 
+@finite_output("x_tilde", "centers", "sigma2_components", "sigma2_z")
 def posterior_mean_gmm_general(x_tilde, centers, sigma2_components, sigma2_z, weights=None):
     """Oracle for a mixture with per-component variances σ_a² (App. C.3, marginal-likelihood weights).
 
@@ -242,12 +267,13 @@ def posterior_mean_gmm_general(x_tilde, centers, sigma2_components, sigma2_z, we
     v = s2 + sz  # (B|1, K) marginal variance of component a
     diff = q[:, :, None] - M  # (B, n, K)
     logits = _log_weights(weights, K, B) - 0.5 * n * np.log(v) - np.einsum("bnk,bnk->bk", diff, diff) / (2 * v)
-    p = softmax(logits, axis=-1)  # (B, K)
+    p = _softmax(logits, axis=-1)  # (B, K)
     out = q * np.sum(p * s2 / v, axis=1, keepdims=True) + np.einsum("bnk,bk->bn", M, p * sz / v)
     out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out
 
 
+@finite_output("sigma2_0", "sigma2_z")
 def bayes_risk_linear(n, d, sigma2_0, sigma2_z) -> float:
     """Bayes risk of the linear task per coordinate, Eq. (4) / n: d σ0² σZ² / ((σ0² + σZ²) n)."""
     n = check_int("n", n, minimum=1)
@@ -256,8 +282,9 @@ def bayes_risk_linear(n, d, sigma2_0, sigma2_z) -> float:
     return d * s0 * sz / ((s0 + sz) * n)
 
 
+@finite_output("sigma2_0", "sigma2_z")
 def optimal_linear_gamma(d, L, sigma2_0, sigma2_z) -> float:
-    """Finite-L optimum of γ = αβ for γ Ŝ x̃, Ŝ = (1/L) Σ X_t X_tᵀ (PAPER.md §3.6).
+    """Finite-L optimum of γ = αβ for γ Ŝ x̃, Ŝ = (1/L) Σ X_t X_tᵀ (linear attention at W = scaled identities, paper §3.1).
 
     γ*(L) = 1 / ((σ0² + σZ²)(1 + (d+1)/L)), from E[Ŝ²] = σ0⁴ (1 + (d+1)/L) P.
     """
@@ -267,8 +294,9 @@ def optimal_linear_gamma(d, L, sigma2_0, sigma2_z) -> float:
     return 1.0 / ((s0 + sz) * (1.0 + (d + 1) / L))
 
 
+@finite_output("sigma2_0", "sigma2_z", "gamma")
 def linear_risk(n, d, L, sigma2_0, sigma2_z, gamma) -> float:
-    """MSE per coordinate of γ Ŝ x̃ on the linear task at finite L (PAPER.md §3.6 and §10 "Linear Monte Carlo").
+    """MSE per coordinate of γ Ŝ x̃ on the linear task at finite L (paper §3.1, exact at every L).
 
     E||γ Ŝ x̃ - x||² = d σ0² - 2γ d σ0⁴ + γ² σ0⁴ (1 + (d+1)/L) d (σ0² + σZ²), divided by n.
     """
@@ -289,6 +317,13 @@ def mc_bayes_risk(task, *, rng, batch, L=1):
     """
     check_rng(rng)
     batch = check_int("batch", batch, minimum=2)
+    L = check_int("L", L, minimum=1)
+    for attr in ("sample", "posterior_mean"):
+        if not callable(getattr(task, attr, None)):
+            raise TypeError(f"task must have a {attr}() method (an icdmin task), got {type(task).__name__}")
     prompts = task.sample(rng, batch, L)
-    err = np.mean((task.posterior_mean(prompts) - prompts.x) ** 2, axis=1)  # (B,)
+    with np.errstate(all="ignore"):
+        err = np.mean((task.posterior_mean(prompts) - prompts.x) ** 2, axis=1)  # (B,)
+    if not np.all(np.isfinite(err)):
+        raise ValueError("mc_bayes_risk: non-finite squared error (overflow: reduce the task's scale)")
     return float(err.mean()), float(err.std(ddof=1) / np.sqrt(batch))

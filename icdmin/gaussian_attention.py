@@ -16,9 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import as_float_array, check_context
-from .attention import mse_backward, mse_forward
-from .energy import softmax
+from ._arrays import _softmax_inplace, as_float_array, check_context
+from .attention import _mse_backward, _mse_forward
 
 __all__ = [
     "GaussianCache",
@@ -40,26 +39,20 @@ class GaussianCache(NamedTuple):
     u: np.ndarray  # (B, n) X a
 
 
-def gaussian_forward(X, x_tilde, W_K, W_Q, W_PV):
-    """Eq. 14 for batched arrays, no validation.
-
-    Shapes: X (B, n, L), x_tilde (B, n), W_K, W_Q (m, n), W_PV (n, n) -> out (B, n), GaussianCache.
-    """
+def _forward(X, x_tilde, W_K, W_Q, W_PV):
+    """:func:`gaussian_forward` on validated batched arrays."""
     keys = np.einsum("ki,bil->bkl", W_K, X)  # (B, m, L)  W_K X_t
     query = x_tilde @ W_Q.T  # (B, m)     W_Q x̃
     diff = keys - query[:, :, None]  # (B, m, L)  W_K X_t − W_Q x̃
     z = -0.5 * np.sum(diff * diff, axis=1)  # (B, L)     −½‖W_K X_t − W_Q x̃‖²
-    a = softmax(z, axis=-1)  # (B, L)
+    a = _softmax_inplace(z)  # (B, L)
     u = np.einsum("bil,bl->bi", X, a)  # (B, n)     X a
     out = u @ W_PV.T  # (B, n)     W_PV X a
     return out, GaussianCache(X, x_tilde, W_PV, diff, a, u)
 
 
-def gaussian_backward(dout, cache: GaussianCache):
-    """Manual backward of :func:`gaussian_forward`.
-
-    Shapes: dout (B, n) -> dW_K (m, n), dW_Q (m, n), dW_PV (n, n).
-    """
+def _backward(dout, cache: GaussianCache):
+    """:func:`gaussian_backward` on validated batched arrays."""
     X, x_tilde, W_PV, diff, a, u = cache
     # out = u @ W_PV.T
     dW_PV = dout.T @ u  # (n, n)
@@ -80,14 +73,50 @@ def gaussian_backward(dout, cache: GaussianCache):
     return dW_K, dW_Q, dW_PV
 
 
+def _finite(where, result, names):
+    """Raise ``ValueError`` naming the arguments if ``result`` (arrays, a scalar loss) holds NaN or inf."""
+    if not all(np.all(np.isfinite(r)) for r in result):
+        raise ValueError(f"{where}: non-finite result from finite inputs (overflow: reduce the scale of {names})")
+    return result
+
+
+def gaussian_forward(X, x_tilde, W_K, W_Q, W_PV):
+    """Eq. 14 and the cache for :func:`gaussian_backward` (complex input stays complex, for complex-step checks).
+
+    Shapes: X (n, L), x_tilde (n,) -> out (n,); X (B, n, L), x_tilde (B, n) -> out (B, n); W_K, W_Q (m, n),
+    W_PV (n, n); the cache holds batched arrays.
+    """
+    X3, q2, W_K, W_Q, W_PV, single = _prepare(X, x_tilde, W_K, W_Q, W_PV)
+    with np.errstate(all="ignore"):
+        out, cache = _forward(X3, q2, W_K, W_Q, W_PV)
+    _finite("gaussian_forward", (out,), "X, x_tilde, W_K, W_Q or W_PV")
+    return (out[0] if single else out), cache
+
+
+def gaussian_backward(dout, cache):
+    """Manual backward of :func:`gaussian_forward`.
+
+    Shapes: dout (B, n), or (n,) for a cache of one prompt -> dW_K (m, n), dW_Q (m, n), dW_PV (n, n).
+    """
+    if not isinstance(cache, GaussianCache):
+        raise TypeError(f"cache must be the GaussianCache returned by gaussian_forward, got {type(cache).__name__}")
+    dout = as_float_array("dout", dout, ndim=(1, 2), complex_ok=True)
+    B, n = cache.x_tilde.shape
+    if dout.shape not in ((B, n), (n,) if B == 1 else (B, n)):
+        raise ValueError(f"dout must have shape ({B}, {n}) like the forward output, got {dout.shape}")
+    with np.errstate(all="ignore"):
+        grads = _backward(dout.reshape(B, n), cache)
+    return _finite("gaussian_backward", grads, "dout")
+
+
 def _prepare(X, x_tilde, W_K, W_Q, W_PV):
-    X3, q2, single = check_context(X, x_tilde)
+    X3, q2, single = check_context(X, x_tilde, complex_ok=True)
     n = X3.shape[1]
-    W_K = as_float_array("W_K", W_K, ndim=2)
-    W_Q = as_float_array("W_Q", W_Q, ndim=2)
-    W_PV = as_float_array("W_PV", W_PV, ndim=2)
-    if W_K.shape[1] != n or W_Q.shape != W_K.shape:
-        raise ValueError(f"W_K and W_Q must both have shape (m, {n}) to match X with n={n}, "
+    W_K = as_float_array("W_K", W_K, ndim=2, complex_ok=True)
+    W_Q = as_float_array("W_Q", W_Q, ndim=2, complex_ok=True)
+    W_PV = as_float_array("W_PV", W_PV, ndim=2, complex_ok=True)
+    if W_K.shape[1] != n or W_Q.shape != W_K.shape or W_K.shape[0] < 1:
+        raise ValueError(f"W_K and W_Q must both have shape (m, {n}) with m >= 1 to match X with n={n}, "
                          f"got W_K {W_K.shape} and W_Q {W_Q.shape}")
     if W_PV.shape != (n, n):
         raise ValueError(f"W_PV must have shape ({n}, {n}) to match X with n={n}, got {W_PV.shape}")
@@ -99,9 +128,7 @@ def attention_gaussian(X, x_tilde, W_K, W_Q, W_PV):
 
     Shapes: X (n, L), x_tilde (n,) -> (n,); X (B, n, L), x_tilde (B, n) -> (B, n); W_K, W_Q (m, n); W_PV (n, n).
     """
-    X3, q2, W_K, W_Q, W_PV, single = _prepare(X, x_tilde, W_K, W_Q, W_PV)
-    out, _ = gaussian_forward(X3, q2, W_K, W_Q, W_PV)
-    return out[0] if single else out
+    return gaussian_forward(X, x_tilde, W_K, W_Q, W_PV)[0]
 
 
 def loss_and_grads_gaussian(X, x_tilde, x, W_K, W_Q, W_PV):
@@ -109,14 +136,16 @@ def loss_and_grads_gaussian(X, x_tilde, x, W_K, W_Q, W_PV):
 
     Returns (loss, dW_K, dW_Q, dW_PV). Complex input is kept complex (complex-step checks).
 
-    Shapes: X (B, n, L), x_tilde, x (B, n), W_K, W_Q (m, n), W_PV (n, n) -> float, (m, n), (m, n), (n, n).
+    Shapes: X (n, L) | (B, n, L), x_tilde, x (n,) | (B, n), W_K, W_Q (m, n), W_PV (n, n) -> float, (m, n), (m, n),
+    (n, n).
     """
     X3, q2, W_K, W_Q, W_PV, single = _prepare(X, x_tilde, W_K, W_Q, W_PV)
-    x2 = as_float_array("x", x, ndim=(1, 2))
+    x2 = as_float_array("x", x, ndim=(1, 2), complex_ok=True)
     x2 = x2[None] if x2.ndim == 1 else x2
     if x2.shape != q2.shape:
         raise ValueError(f"x must have the shape of x_tilde, got {np.shape(x)} and {np.shape(x_tilde)}")
-    out, cache = gaussian_forward(X3, q2, W_K, W_Q, W_PV)  # (B, n)
-    loss, diff = mse_forward(out, x2)
-    dW_K, dW_Q, dW_PV = gaussian_backward(mse_backward(diff), cache)
-    return loss, dW_K, dW_Q, dW_PV
+    with np.errstate(all="ignore"):
+        out, cache = _forward(X3, q2, W_K, W_Q, W_PV)  # (B, n)
+        loss, diff = _mse_forward(out, x2)
+        grads = _backward(_mse_backward(diff), cache)
+    return _finite("loss_and_grads_gaussian", (loss, *grads), "X, x_tilde, x or the weights")
