@@ -68,6 +68,7 @@ from .attention import (
     attention,
     attention_backward,
     attention_forward,
+    attention_weights,
     loss_and_grads,
     loss_and_grads_identity,
     loss_and_grads_numpy,
