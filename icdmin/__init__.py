@@ -28,7 +28,9 @@ from .energy import (
 from .retrieval import circle_trajectories, energy_landscape, format_retrieval_table, retrieval_comparison
 from .optim import AdamState, SGDState, adam_step, sgd_step, step_schedule
 from .train import (
+    TrainConfig,
     TrainResult,
+    evaluate,
     fresh_prompts,
     init_weights,
     mean_abs_offdiagonal,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import as_float_array, check_context
+
 __all__ = ["Prompts", "haar_basis"]
 
 
@@ -45,6 +47,26 @@ class Prompts:
     def L(self) -> int:
         """Number of clean context tokens."""
         return self.X.shape[2]
+
+    @classmethod
+    def from_arrays(cls, X, x_tilde, x) -> Prompts:
+        """Prompts from one's own arrays: contexts, corrupted queries and their targets (no task, so no oracle).
+
+        One prompt, X (n, L), x_tilde (n,), x (n,), becomes a batch of one. The arrays are validated (real,
+        finite, matching shapes) and copied, as float64 (float32 input stays float32). ``task`` and the
+        per-prompt task parameters are None: :func:`icdmin.train` and :func:`icdmin.evaluate` accept the
+        batch and report no oracle (Bayes) MSE for it.
+
+        Shapes: X (B, n, L) or (n, L); x_tilde, x (B, n) or (n,) -> Prompts with B prompts.
+        """
+        X3, q2, single = check_context(X, x_tilde)  # (B, n, L), (B, n)
+        x2 = as_float_array("x", x, ndim=(1, 2))
+        x2 = x2[None] if single and x2.ndim == 1 else x2  # (B, n)
+        if x2.shape != q2.shape:
+            raise ValueError(f"x must have the shape of x_tilde {tuple(np.shape(x_tilde))}, got {np.shape(x)}")
+        dtype = np.result_type(X3.dtype, q2.dtype, x2.dtype)
+        return cls(X=np.array(X3, dtype=dtype), x_tilde=np.array(q2, dtype=dtype), x=np.array(x2, dtype=dtype),
+                   task=None)
 
     def subset(self, idx) -> Prompts:
         """The prompts selected by ``idx`` (integer indices or a boolean mask of length B), as a new batch."""
