@@ -350,6 +350,35 @@ save_figure("weights.png", draw_weights, ncols=2, nrows=2, caption="W_KQ and W_P
             "the mixture task")
 
 # %% [markdown]
+# Which context tokens does the trained layer listen to? `icdmin.attention_weights` returns the weights
+# a = softmax(Xᵀ W_KQ x̃) over the context, and the output is W_PV X a. On fresh mixture prompts (from part 1),
+# most of the weight goes to tokens of the query's own cluster, which holds only about 1/8 of the context: the
+# layer mostly averages that cluster, with a little help from its neighbours.
+
+# %%
+p = prompts["mixture"]
+weights = icdmin.attention_weights(p.X, p.x_tilde, run.W_KQ, "softmax")  # (1000, 499), each row sums to 1
+same = p.labels[:, :-1] == p.labels[:, -1:]  # (1000, 499): token drawn from the query's cluster
+share = np.sum(weights * same, axis=1)  # (1000,)
+print(f"weight on the query's own cluster: median {np.median(share):.3f}, 10th percentile "
+      f"{np.quantile(share, 0.1):.3f}")
+out = icdmin.attention(p.X[0], p.x_tilde[0], run.W_KQ, run.W_PV, "softmax")  # one prompt: (n,)
+check(np.abs(out - run.W_PV @ p.X[0] @ weights[0]).max() < 1e-12, "attention output = W_PV X a for one prompt")
+check(np.median(share) > 0.5, "the trained layer puts most of its weight on the query's own cluster")
+
+
+def draw_attention(ax):
+    t = np.arange(L)
+    ax.bar(t[~same[0]], weights[0, ~same[0]], width=3, color="tab:gray", label="other clusters")
+    ax.bar(t[same[0]], weights[0, same[0]], width=3, color="tab:red", label="the query's cluster")
+    ax.set(xlabel="context token t", ylabel="attention weight a_t", title="trained layer, one mixture prompt")
+    ax.legend()
+
+
+save_figure("attention.png", draw_attention, caption="Attention weights of the trained layer over the 499 context "
+            "tokens of one mixture prompt")
+
+# %% [markdown]
 # The trained layer is (nearly) α X softmax(β Xᵀ x̃): one descent step on the energy of part 3. β is smaller than
 # 1/σZ² = 10 because the context tokens are themselves noisy (σ0² = 0.02), so a broader kernel averages better.
 # The off-diagonal entries are over-fitting to the 800 training prompts; they shrink with more data.
