@@ -6,21 +6,40 @@ Each sub-command imports its module lazily, so ``python -m icdmin --help`` is in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
 def _reproduce(args) -> int:
-    from .experiments import reproduce
+    from .runner import check_args, run
 
-    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
-    return reproduce(out=args.out, quick=args.quick, only=only, jobs=args.jobs, seed=args.seed)
+    only = None if args.only is None else [name.strip() for name in args.only.split(",")]
+    if only is not None and not all(only):
+        args.parser.error(f"argument --only: expected comma-separated experiment names, got {args.only!r}")
+    try:  # every argument, --out last (created and test-written), before any compute
+        checked = check_args(args.out, quick=args.quick, only=only, jobs=args.jobs, seed=args.seed,
+                             strict=args.strict)
+    except (TypeError, ValueError) as err:
+        args.parser.error(f"argument --{str(err).split(':')[0]}: {str(err).split(': ', 1)[-1]}")
+    return run(checked["out"], quick=checked["quick"], only=only, jobs=checked["jobs"], seed=checked["seed"],
+               strict=checked["strict"])
 
 
 def _bench(args) -> int:
-    from .bench import run
+    from . import bench
 
-    run(quick=args.quick, json_path=args.json)
-    return 0
+    if args.json is not None:
+        _check_json_path(args.parser, args.json)
+    return bench.main(quick=args.quick, json_path=args.json, peers=args.peers, strict=args.strict)
+
+
+def _check_json_path(parser, path: str) -> None:
+    """--json must name a file (not a folder) in an existing, writable folder."""
+    folder = os.path.dirname(os.path.abspath(path)) if path else ""
+    if not path or os.path.isdir(path):
+        parser.error(f"argument --json: expected a file path, got {path!r}")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        parser.error(f"argument --json: folder {folder!r} does not exist or is not writable")
 
 
 def _gradcheck(args) -> int:
@@ -36,6 +55,19 @@ def _train(args) -> int:
                       model=args.model, n_fresh=args.n_fresh, data_seed=args.data_seed, eval_every=args.eval_every)
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse turns the ValueError into a one-line usage error)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in "invalid integer value: 'x'"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``icdmin`` argument parser (one sub-parser per command)."""
     parser = argparse.ArgumentParser(
@@ -45,22 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("reproduce", help="re-run the paper's experiments: tables, figures, results.json")
+    p = sub.add_parser("reproduce", help="re-run the paper's experiments: tables, figures, results.json; "
+                       "exits 1 when a claim fails")
     p.add_argument("--quick", action="store_true", help="fewer seeds and shorter runs (about 30 s)")
     p.add_argument("--out", default="icdmin-results", help="output directory (default: icdmin-results)")
     p.add_argument("--only", default=None, help="comma-separated experiments to run, e.g. fig3,fig5")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")
-    p.set_defaults(func=_reproduce)
+    p.add_argument("--jobs", type=_at_least(1), default=2, help="worker processes (default: 2)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="master seed (default: 0)")
+    p.add_argument("--no-strict", dest="strict", action="store_false", help="exit 0 even when a claim fails")
+    p.set_defaults(func=_reproduce, parser=p)
 
     p = sub.add_parser("bench", help="speed, as ratios measured in the same run")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    p.set_defaults(func=_bench)
+    p.add_argument("--peers", action="store_true", help="also time the peer implementations that are installed")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a speed target is missed")
+    p.set_defaults(func=_bench, parser=p)
 
     p = sub.add_parser("gradcheck", help="manual gradients vs numerical ones; exits 1 on failure")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_gradcheck)
+    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the random problems (default: 0)")
+    p.set_defaults(func=_gradcheck, parser=p)
 
     p = sub.add_parser("train", help="train on one paper case; exact train/test MSE per epoch beside the oracle's")
     p.add_argument("--task", choices=("subspace", "sphere", "gmm"), default="subspace")
@@ -81,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of ``python -m icdmin`` and the ``icdmin`` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # reproduce handles its own Ctrl-C (partial results kept); the others just stop
+        print(f"\nicdmin {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

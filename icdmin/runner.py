@@ -1,4 +1,4 @@
-"""The runner behind ``python -m icdmin reproduce``: schedule, seed, collect, write, print.
+"""The runner behind ``python -m icdmin reproduce``: check, schedule, seed, collect, write, print.
 
 An experiment (``icdmin.experiments.EXPERIMENTS``) is split into *units*: top-level functions with plain keyword
 arguments that return plain data (one training run, one Monte-Carlo table, ...). Every unit of every selected
@@ -7,31 +7,32 @@ requested by two experiments (e.g. the Fig. 3 run reused by Fig. 6) run once. Ev
 seeds written into its arguments by the planner, derived from the master seed and the unit's *name* (never from the
 worker or the order of completion), so ``results.json`` does not depend on ``jobs``.
 
-Outputs in ``out``: ``results.json`` (sorted keys, floats rounded to ``SIG_DIGITS`` significant digits; wall times
-only under the top-level ``timings`` key, so two runs with the same seed are byte-identical apart from it), one CSV
-per experiment, PNG figures when matplotlib is installed, and the verdict table printed at the end.
+Outputs in ``out`` (written by :mod:`icdmin.outputs`: temporary file + rename, ``manifest.json``): ``results.json``
+(sorted keys, floats rounded to ``SIG_DIGITS`` significant digits; wall times only under ``timings`` and the
+machine, versions and command line only under ``provenance``, so two runs with the same seed are byte-identical
+apart from those two keys), one CSV per experiment, PNG figures when matplotlib is installed. Ctrl-C kills the
+workers, keeps the experiments that finished (``meta.complete`` false) and returns 130.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import csv
-import itertools
 import json
 import math
-import multiprocessing
 import os
-import platform
+import signal
 import sys
-import textwrap
 import time
 import zlib
 
 import numpy as np
 
-__all__ = ["SIG_DIGITS", "derive_seed", "plain", "run", "run_unit"]
+from . import outputs, workers
+
+__all__ = ["INTERRUPTED", "SIG_DIGITS", "check_args", "derive_seed", "plain", "run", "run_unit"]
 
 SIG_DIGITS = 6  # significant digits kept in results.json (reruns then agree byte for byte)
+INTERRUPTED = 130  # exit code after Ctrl-C (128 + SIGINT), as shells report it
 
 
 def derive_seed(master: int, *labels) -> int:
@@ -65,172 +66,237 @@ def plain(obj, sig: int = SIG_DIGITS):
     raise TypeError(f"results must be plain data, got {type(obj).__name__}")
 
 
-def run_unit(fn_name: str, kwargs: dict):
-    """Run one unit (a top-level function of ``icdmin.experiments``) and time it. Worker entry point."""
-    from . import experiments
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+    return int(value)
 
+
+def check_args(out, *, quick=False, only=None, jobs=2, seed=0, strict=True) -> dict:
+    """Validate :func:`run`'s arguments before any compute; return them with ``only`` as a list of experiment names.
+
+    ``only``: None (every experiment) or a non-empty list of names of ``EXPERIMENTS`` or ``ALIASES``. ``jobs`` >= 1,
+    ``seed`` in [0, 2**32), ``quick`` and ``strict`` booleans. ``out`` is checked last (it is created and a test file
+    is written and removed in it): see :func:`icdmin.outputs.check_out_dir`. Raises TypeError / ValueError naming
+    the argument.
+    """
+    from .experiments import ALIASES, EXPERIMENTS
+
+    for name, flag in (("quick", quick), ("strict", strict)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected True or False, got {type(flag).__name__} {flag!r}")
+    names = list(EXPERIMENTS)
+    if only is not None:
+        if isinstance(only, str) or not isinstance(only, (list, tuple)):
+            raise TypeError(f"only: expected a list of experiment names, got {type(only).__name__} {only!r}")
+        if not only:
+            raise ValueError(f"only: expected at least one experiment name, got {only!r}; choose from {names}")
+        unknown = [x for x in only if not isinstance(x, str) or (x not in EXPERIMENTS and x not in ALIASES)]
+        if unknown:
+            raise ValueError(f"only: unknown experiment(s) {unknown}; choose from {names} or {sorted(ALIASES)}")
+        wanted = {m for x in only for m in ALIASES.get(x, (x,))}
+        names = [x for x in names if x in wanted]
+    jobs = _check_int("jobs", jobs, 1)
+    seed = _check_int("seed", seed, 0)
+    if seed >= 2**32:
+        raise ValueError(f"seed: expected an integer < 2**32, got {seed}")
+    out = outputs.check_out_dir(out)
+    return dict(out=out, quick=bool(quick), only=names, jobs=jobs, seed=seed, strict=bool(strict))
+
+
+def run_unit(fn, kwargs: dict):
+    """Run one unit (a top-level function) on ``kwargs`` and time it. Worker entry point."""
     t0, c0 = time.perf_counter(), time.process_time()
-    value = getattr(experiments, fn_name)(**kwargs)
+    value = fn(**kwargs)
     return value, (time.perf_counter() - t0, time.process_time() - c0)
 
 
-def _unit_key(fn_name: str, kwargs: dict) -> str:
-    return fn_name + json.dumps(plain(kwargs, 17), sort_keys=True)
+def _unit_function(spec, experiment: str, label: str):
+    """The function of a planned unit: a function reference, or (older plans) the name of a ``unit_*`` function."""
+    if isinstance(spec, str):
+        from . import experiments
+
+        fn = getattr(experiments, spec, None) if spec.startswith("unit_") else None
+        spec = fn if fn is not None else spec
+    if not callable(spec):
+        raise TypeError(f"experiment {experiment!r}, unit {label!r}: expected a unit function, got {spec!r}")
+    return spec
 
 
-def _write_csv(path: str, table: dict) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(table["columns"])
-        for row in table["rows"]:
-            writer.writerow(["" if v is None else v for v in row])
+def _unit_key(fn, kwargs: dict) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}" + json.dumps(plain(kwargs, 17), sort_keys=True)
 
 
-def _format_verdicts(rows: list[dict]) -> str:
-    """The verdict table as text: one block per claim, cells wrapped to fixed column widths."""
-    cols = [("claim", 30), ("paper says", 24), ("icdmin measured", 38), ("authors' code", 18), ("holds?", 30)]
-    sep = " | "
-    head = sep.join(f"{name:<{width}}" for name, width in cols)
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        holds = ("yes" if r["holds"] else "NO") + f": {r['tolerance']}"
-        cells = [r["claim"], r["paper"], r["measured"], r["authors"] or "-", holds]
-        wrapped = [textwrap.wrap(c, w) or [""] for c, (_, w) in zip(cells, cols)]
-        for parts in itertools.zip_longest(*wrapped, fillvalue=""):
-            lines.append(sep.join(f"{p:<{w}}" for p, (_, w) in zip(parts, cols)).rstrip())
-    return "\n".join(lines)
+class _Run:
+    """One reproduction: its plan, the units' results as they arrive, and the files written so far."""
+
+    def __init__(self, out, quick, names, seed, jobs):
+        from . import experiments
+
+        self.out, self.quick, self.names, self.seed, self.jobs = out, quick, names, seed, jobs
+        self.exps = {name: experiments.EXPERIMENTS[name] for name in names}
+        self.configs = {name: exp.config(quick) for name, exp in self.exps.items()}
+        self.plans, self.units = {}, {}  # name -> {label: (key, fn, kwargs)}; key -> (fn, kwargs, cost)
+        for name, exp in self.exps.items():
+            self.plans[name] = {}
+            for label, (spec, kwargs, cost) in exp.plan(self.configs[name], seed).items():
+                fn = _unit_function(spec, name, label)
+                key = _unit_key(fn, kwargs)
+                self.plans[name][label] = (key, fn, kwargs)
+                self.units.setdefault(key, (fn, kwargs, cost))
+        self.waiting = {name: {key for key, _, _ in plan.values()} for name, plan in self.plans.items()}
+        self.done, self.seconds, self.results, self.timings = {}, {}, {}, {}
+        self.written, self.pool, self.t_start = [], None, time.perf_counter()
+        self.provenance = outputs.provenance()
+
+    def finish(self, key, value, seconds) -> None:
+        """Record a unit's result; combine and announce every experiment it completes."""
+        self.done[key], self.seconds[key] = value, seconds
+        for name in self.names:
+            if key not in self.waiting[name]:
+                continue
+            self.waiting[name].discard(key)
+            if self.waiting[name]:
+                continue
+            keys = [k for k, _, _ in self.plans[name].values()]
+            values = {label: self.done[k] for label, (k, _, _) in self.plans[name].items()}
+            self.results[name] = plain(self.exps[name].combine(self.configs[name], values))
+            compute, elapsed = sum(self.seconds[k][0] for k in keys), time.perf_counter() - self.t_start
+            self.timings[name] = {"finished_at_s": elapsed, "unit_wall_s": compute,
+                                  "unit_cpu_s": sum(self.seconds[k][1] for k in keys)}
+            print(f"[{elapsed:6.1f} s] {name:<6} done: {len(keys)} unit(s), {compute:5.1f} s of compute. "
+                  f"{self.exps[name].title}", flush=True)
+
+    def execute(self) -> None:
+        """Run every unit, longest first (better load balance), in this process or in a spawn pool."""
+        order = sorted(self.units, key=lambda k: -self.units[k][2])
+        if self.jobs == 1:
+            for key in order:
+                self.finish(key, *run_unit(*self.units[key][:2]))
+            return
+        self.pool = workers.start_pool(self.jobs)
+        futures = workers.submit_all(self.pool, [(run_unit, *self.units[k][:2]) for k in order], order)
+        last = time.perf_counter()
+        for fut in cf.as_completed(futures):
+            self.finish(futures[fut], *fut.result())
+            if time.perf_counter() - last > 15 and len(self.done) < len(self.units):  # a heartbeat
+                last = time.perf_counter()
+                running = [n for n in self.names if n not in self.results]
+                print(f"[{last - self.t_start:6.1f} s] {len(self.done)}/{len(self.units)} units done; waiting on: "
+                      f"{', '.join(running)}", flush=True)
+        self.pool.shutdown()
+        self.pool = None
+
+    def document(self, table, **timing) -> dict:
+        """results.json's content: meta, the finished experiments' results, verdicts, timings, provenance."""
+        finished = [n for n in self.names if n in self.results]
+        meta = {"paper": "Smart, Bietti, Sengupta, In-context denoising with one-layer transformers, ICML 2025",
+                "mode": "quick" if self.quick else "default", "seed": self.seed, "experiments": self.names,
+                "complete": finished == self.names, "missing": [n for n in self.names if n not in finished],
+                "sig_digits": SIG_DIGITS, "configs": self.configs}
+        timings = dict(timing, experiments=self.timings, jobs=self.jobs)
+        return plain({"meta": meta, "results": {n: self.results[n] for n in finished}, "verdicts": table,
+                      "timings": timings, "provenance": self.provenance})
+
+    def write(self, name: str, text: str) -> None:
+        outputs.write_atomic(self.out, name, text)
+        if name not in self.written:
+            self.written.append(name)
+
+    def write_results(self, doc: dict) -> None:
+        self.write("results.json", json.dumps(doc, sort_keys=True, indent=1, allow_nan=False) + "\n")
+
+    def write_tables(self) -> None:
+        for name in self.names:
+            if self.results.get(name, {}).get("table"):
+                self.write(f"{name}.csv", outputs.csv_text(self.results[name]["table"]))
+
+    def draw(self, doc: dict):
+        """Render the figures into a temporary folder inside ``out``, then rename each PNG into place."""
+        from . import figures
+
+        tmp = outputs.temp_dir(self.out)
+        try:
+            pictures = figures.render(doc, tmp)
+            for path in pictures or []:
+                self.written.append(os.path.basename(outputs.move_into(self.out, path)))
+        finally:
+            outputs.drop_temp_dir(tmp)
+        return pictures
+
+    def close(self) -> list[str]:
+        """Delete the earlier run's leftovers (see :func:`icdmin.outputs.remove_stale`); write the manifest."""
+        removed = outputs.remove_stale(self.out, set(self.written))
+        outputs.write_manifest(self.out, self.written)
+        return removed
+
+    def interrupted(self) -> int:
+        """After Ctrl-C: kill the workers, keep what finished (marked incomplete), say so in one line; 130."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        try:
+            if self.pool is not None:
+                workers.kill_pool(self.pool)
+            kept = [n for n in self.names if n in self.results]
+            if "results.json" in self.written:  # all experiments had finished: Ctrl-C came while drawing
+                message = "results.json is complete; figures drawn so far are kept"
+            else:
+                self.write_tables()
+                self.write_results(self.document([], compute_wall_s=time.perf_counter() - self.t_start))
+                what = ", ".join(kept) if kept else "no experiment had finished"
+                message = f"kept {len(kept)} of {len(self.names)} experiment(s) ({what}), marked incomplete"
+            self.close()
+            print(f"\ninterrupted: {message} in {os.path.join(self.out, 'results.json')}", file=sys.stderr,
+                  flush=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return INTERRUPTED
 
 
-def _pool(jobs: int):
-    """A spawn pool of ``jobs`` workers, each given ``cpu_count // jobs`` Numba threads (no oversubscription)."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    saved = os.environ.get("NUMBA_NUM_THREADS")
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)  # inherited by the spawned workers only
-    try:
-        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-        for f in [pool.submit(os.getpid) for _ in range(jobs)]:  # start the workers while the variable is set
-            f.result()
-    finally:
-        if saved is None:
-            del os.environ["NUMBA_NUM_THREADS"]
-        else:
-            os.environ["NUMBA_NUM_THREADS"] = saved
-    return pool
+def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: int = 2, seed: int = 0,
+        strict: bool = True) -> int:
+    """Run the selected experiments; write ``out/results.json``, CSVs, figures, manifest; print the verdict table.
 
-
-def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: int = 2, seed: int = 0) -> int:
-    """Run the selected experiments and write ``out/results.json``, CSVs, figures; print the verdict table.
-
-    Returns 0 on success, 2 on bad arguments (unknown experiment name, jobs < 1).
+    Arguments as in :func:`check_args` (validated first, TypeError / ValueError before any compute). Returns 0 when
+    every claim holds (or ``strict`` is False), 1 when one fails, 130 after Ctrl-C (the finished experiments kept).
     """
-    from . import experiments, verdicts
+    from . import verdicts
 
-    names = list(experiments.EXPERIMENTS)
-    if only:
-        unknown = [name for name in only if name not in experiments.EXPERIMENTS]
-        if unknown:
-            print(f"reproduce: unknown experiment(s) {unknown}; choose from {names}", file=sys.stderr)
-            return 2
-        names = [name for name in names if name in only]
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        print(f"reproduce: jobs must be an integer >= 1, got {jobs!r}", file=sys.stderr)
-        return 2
-    mode = "quick" if quick else "default"
-    os.makedirs(out, exist_ok=True)
-    t_start = time.perf_counter()
-    print(f"icdmin reproduce: {len(names)} experiments ({', '.join(names)}), {mode} mode, seed {seed}, "
-          f"{jobs} job(s) -> {out}/", flush=True)
-
-    # Plan: every experiment lists its units; identical units are shared.
-    plans, units = {}, {}
-    for name in names:
-        exp = experiments.EXPERIMENTS[name]
-        plan = exp.plan(exp.config(quick), seed)
-        plans[name] = plan
-        for label, (fn_name, kwargs, cost) in plan.items():
-            units.setdefault(_unit_key(fn_name, kwargs), (fn_name, kwargs, cost))
-    waiting = {name: {_unit_key(fn, kw) for fn, kw, _ in plan.values()} for name, plan in plans.items()}
-    done, seconds, results, timings = {}, {}, {}, {}
-
-    def finish(key):
-        for name in names:
-            pending = waiting[name]
-            if key in pending:
-                pending.discard(key)
-                if not pending and name not in results:
-                    exp = experiments.EXPERIMENTS[name]
-                    unit_values = {label: done[_unit_key(fn, kw)] for label, (fn, kw, _) in plans[name].items()}
-                    results[name] = plain(exp.combine(exp.config(quick), unit_values))
-                    keys = [_unit_key(fn, kw) for fn, kw, _ in plans[name].values()]
-                    compute = sum(seconds[k][0] for k in keys)
-                    elapsed = time.perf_counter() - t_start
-                    timings[name] = {"finished_at_s": elapsed, "unit_wall_s": compute,
-                                     "unit_cpu_s": sum(seconds[k][1] for k in keys)}
-                    print(f"[{elapsed:6.1f} s] {name:<6} done: {len(plans[name])} unit(s), {compute:5.1f} s of "
-                          f"compute. {exp.title}", flush=True)
-
-    order = sorted(units, key=lambda k: -units[k][2])  # longest first: better load balance
-    if jobs == 1:
-        for key in order:
-            fn_name, kwargs, _ = units[key]
-            done[key], seconds[key] = run_unit(fn_name, kwargs)
-            finish(key)
-    else:
-        with _pool(jobs) as pool:
-            futures = {pool.submit(run_unit, units[k][0], units[k][1]): k for k in order}
-            last = time.perf_counter()
-            for fut in cf.as_completed(futures):
-                key = futures[fut]
-                done[key], seconds[key] = fut.result()
-                finish(key)
-                if time.perf_counter() - last > 15 and len(done) < len(units):  # a heartbeat between experiments
-                    last = time.perf_counter()
-                    running = [n for n in names if n not in results]
-                    print(f"[{last - t_start:6.1f} s] {len(done)}/{len(units)} units done; waiting on: "
-                          f"{', '.join(running)}", flush=True)
-
-    table = verdicts.verdicts(results, quick=quick)
-    doc = {
-        "meta": {
-            "paper": "Smart, Bietti, Sengupta, In-context denoising with one-layer transformers, ICML 2025",
-            "mode": mode,
-            "seed": int(seed),
-            "experiments": names,
-            "sig_digits": SIG_DIGITS,
-            "configs": {name: experiments.EXPERIMENTS[name].config(quick) for name in names},
-        },
-        "results": {name: results[name] for name in names},
-        "verdicts": table,
-    }
-    for name in names:
-        tab = results[name].get("table")
-        if tab:
-            _write_csv(os.path.join(out, f"{name}.csv"), tab)
-
-    def write(doc_out):
-        with open(os.path.join(out, "results.json"), "w") as fh:
-            json.dump(plain(doc_out), fh, sort_keys=True, indent=1, allow_nan=False)
-            fh.write("\n")
-
-    timing = {"compute_wall_s": time.perf_counter() - t_start, "experiments": timings, "jobs": jobs,
-              "python": platform.python_version(), "numpy": np.__version__}
-    write(dict(doc, timings=timing))  # the results are safe on disk before any drawing
-    print()
-    print(_format_verdicts(plain(table)))
-    held = sum(r["holds"] for r in table)
-    print(f"\n{held}/{len(table)} claims hold within their stated tolerance.", flush=True)
-    from . import figures
-
-    t_fig = time.perf_counter()
-    pictures = figures.render(doc, out)
-    total = time.perf_counter() - t_start
-    timing.update(figures_s=time.perf_counter() - t_fig, total_wall_s=total)
-    doc = plain(dict(doc, timings=timing))
-    write(doc)
+    args = check_args(out, quick=quick, only=only, jobs=jobs, seed=seed, strict=strict)
+    names, out, mode = args["only"], args["out"], "quick" if args["quick"] else "default"
+    print(f"icdmin reproduce: {len(names)} experiments ({', '.join(names)}), {mode} mode, seed {args['seed']}, "
+          f"{args['jobs']} job(s) -> {out}/", flush=True)
+    r = None
+    try:
+        r = _Run(out, args["quick"], names, args["seed"], args["jobs"])
+        workers.announce_compile()
+        r.execute()
+        table = verdicts.verdicts(r.results, quick=args["quick"])
+        r.write_tables()
+        r.write_results(r.document(table, compute_wall_s=time.perf_counter() - r.t_start))  # safe before drawing
+        print("\n" + outputs.format_verdicts(plain(table)))
+        held = sum(row["holds"] for row in table)
+        print(f"\n{held}/{len(table)} claims hold within their stated tolerance.", flush=True)
+        t_fig = time.perf_counter()
+        pictures = r.draw(r.document(table))
+        total = time.perf_counter() - r.t_start
+        r.write_results(r.document(table, compute_wall_s=t_fig - r.t_start, figures_s=time.perf_counter() - t_fig,
+                                   total_wall_s=total))
+        removed = r.close()
+    except KeyboardInterrupt:
+        if r is None:
+            print("\ninterrupted before any experiment started: nothing written", file=sys.stderr, flush=True)
+        return r.interrupted() if r is not None else INTERRUPTED
     if pictures is None:
         print("figures skipped: matplotlib is not installed (pip install -e \".[plot]\")")
     else:
         print(f"figures: {', '.join(os.path.basename(p) for p in pictures)}")
-    print(f"wrote {out}/results.json and {len([n for n in names if results[n].get('table')])} CSV file(s) "
-          f"in {total:.1f} s wall", flush=True)
+    if removed:
+        print(f"removed {len(removed)} file(s) of an earlier run: {', '.join(removed)}")
+    csvs = len([name for name in r.written if name.endswith(".csv")])
+    print(f"wrote {out}/results.json, {csvs} CSV file(s) and manifest.json in {total:.1f} s wall", flush=True)
+    if held < len(table) and args["strict"]:
+        print(f"reproduce: {len(table) - held} claim(s) failed: exit code 1 (--no-strict: 0)", file=sys.stderr)
+        return 1
     return 0
