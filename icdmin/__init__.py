@@ -25,7 +25,13 @@ from .energy import (
     softmax,
     update_jacobian,
 )
-from .retrieval import circle_trajectories, energy_landscape, format_retrieval_table, retrieval_comparison
+from .retrieval import (
+    circle_trajectories,
+    energy_along_step,
+    energy_landscape,
+    format_retrieval_table,
+    retrieval_comparison,
+)
 from .optim import AdamState, SGDState, adam_step, sgd_step, step_schedule
 from .train import (
     TrainConfig,

@@ -1,4 +1,4 @@
-"""Gradient checks shipped with the package: manual gradients against numerical ones (STYLE.md §F).
+"""Gradient checks shipped with the package: manual gradients against numerical ones.
 
 Two independent checks of ``loss_and_grads``-style functions ``f(params) -> (loss, grads)``:
 
@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import check_rng
+from ._arrays import as_float_array, check_callable, check_int, check_positive, check_rng
 from .attention import KINDS, _kernels, loss_and_grads, loss_and_grads_identity, loss_and_grads_numpy
 from .gaussian_attention import loss_and_grads_gaussian
 
 __all__ = ["directional_error", "complex_step_error", "check_all", "main", "TOLERANCES"]
 
-# Worst relative errors accepted by main(): complex step is exact to rounding (STYLE.md: 1e-8); the central
+# Worst relative errors accepted by main(): complex step is exact to rounding (1e-8 leaves room); the central
 # difference at eps = 1e-5 has O(1e-10) truncation and rounding error, 1e-6 leaves room for curvature.
 TOLERANCES = {"complex-step": 1e-8, "directional": 1e-6}
 
@@ -57,7 +57,8 @@ def directional_error(f, params, rng, eps: float = 1e-5):
     1e-16 |loss| / eps = 1e-11 |loss|, so an exactly-zero gradient (e.g. softmax over one token) still passes.
     """
     rng = check_rng(rng)
-    params = [np.asarray(p, dtype=np.float64) for p in params]
+    f, params = check_callable("f", f), _params(params, complex_ok=False)
+    eps = check_positive("eps", eps)
     loss, *grads = f(*map(_arg, params))
     floor = 1e-4 * abs(float(loss))
     errors = []
@@ -81,7 +82,8 @@ def complex_step_error(f, params, h: float = 1e-20, floor: float = 1e-300):
     below the loss while the manual backward still cancels terms of the loss's size (a ⊙ (g − aᵀg)), whose
     rounding is ~1e-16 × loss: pass e.g. ``floor=1e-6 * loss`` to compare such tiny gradients in absolute terms.
     """
-    params = [np.asarray(p, dtype=np.float64) for p in params]
+    f, params = check_callable("f", f), _params(params, complex_ok=False)
+    h, floor = check_positive("h", h), check_positive("floor", floor)
     grads = f(*params)[1:]
     errors = []
     for k, (p, g) in enumerate(zip(params, grads)):
@@ -93,6 +95,13 @@ def complex_step_error(f, params, h: float = 1e-20, floor: float = 1e-300):
             numerical[idx] = np.imag(f(*args)[0]) / h
         errors.append(_rel(numerical, np.real(np.asarray(g)), floor))
     return errors
+
+
+def _params(params, complex_ok):
+    """The parameters as a list of float64 arrays (a tuple or list of arrays / numbers), validated."""
+    if not isinstance(params, (tuple, list)) or not params:
+        raise TypeError(f"params must be a non-empty tuple or list of arrays, got {type(params).__name__}")
+    return [as_float_array(f"params[{i}]", p, complex_ok=complex_ok).astype(np.float64) for i, p in enumerate(params)]
 
 
 def _problem(rng, B, n, L, scale=1.0):
@@ -109,7 +118,8 @@ def check_all(seed: int = 0, repeats: int = 3):
 
     Returns a dict ``{(model, parameter, method): worst error}``.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    repeats = check_int("repeats", repeats, minimum=1)
     worst: dict = {}
 
     def record(model, names, method, errors):

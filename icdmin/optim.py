@@ -1,7 +1,7 @@
 """Optimisers written out by hand: SGD with momentum, Adam, and the step-down learning-rate schedule.
 
 The authors train with ``torch.optim.Adam(lr=1e-2)`` (default betas and eps) and a ``MultiStepLR`` that multiplies
-the rate by 0.1 at 80 % and 90 % of the epochs (PAPER.md §5.1, §9 "Adam"). The updates below are the same
+the rate by 0.1 at 80 % and 90 % of the epochs (paper §5; the authors' repository mattsmart/in-context-denoising at commit c8aaeb3). The updates below are the same
 arithmetic as ``torch.optim.SGD`` / ``torch.optim.Adam`` with their defaults (no weight decay, no dampening, no
 Nesterov, no AMSGrad), written as pure functions on a tuple of arrays (llm.c ``gpt2_update`` style):
 
@@ -41,8 +41,9 @@ class AdamState(NamedTuple):
 
 def _check_pairs(params: Sequence, grads: Sequence) -> tuple[tuple, tuple]:
     """Validate params / grads as equally long sequences of finite float arrays with matching shapes."""
-    if isinstance(params, np.ndarray) or isinstance(grads, np.ndarray):
-        raise TypeError("params and grads must be sequences (tuple/list) of arrays, not a single array")
+    for name, seq in (("params", params), ("grads", grads)):
+        if not isinstance(seq, (tuple, list)):
+            raise TypeError(f"{name} must be sequences (tuple/list) of arrays, got {type(seq).__name__}")
     params = tuple(as_float_array(f"params[{i}]", p) for i, p in enumerate(params))
     grads = tuple(as_float_array(f"grads[{i}]", g) for i, g in enumerate(grads))
     if len(params) == 0 or len(params) != len(grads):
@@ -54,9 +55,32 @@ def _check_pairs(params: Sequence, grads: Sequence) -> tuple[tuple, tuple]:
 
 
 def _check_state_arrays(name: str, arrays, params: tuple) -> tuple:
-    if len(arrays) != len(params) or any(np.shape(a) != p.shape for a, p in zip(arrays, params)):
-        raise ValueError(f"state.{name} does not match the shapes of params")
-    return tuple(arrays)
+    """Validate ``state.<name>``: a tuple/list of finite real arrays with the shapes of ``params``."""
+    if not isinstance(arrays, (tuple, list)):
+        raise TypeError(f"state.{name} must be a tuple of arrays, got {type(arrays).__name__}")
+    if len(arrays) != len(params):
+        raise ValueError(f"state.{name} holds {len(arrays)} arrays, params holds {len(params)}")
+    arrays = tuple(as_float_array(f"state.{name}[{i}]", a) for i, a in enumerate(arrays))
+    for i, (a, p) in enumerate(zip(arrays, params)):
+        if a.shape != p.shape:
+            raise ValueError(f"state.{name}[{i}] has shape {a.shape}, params[{i}] has shape {p.shape}")
+    return arrays
+
+
+def _check_state(state, cls):
+    """``state`` must be None or an instance of ``cls`` (the state returned by the previous step)."""
+    if state is not None and not isinstance(state, cls):
+        raise TypeError(f"state must be None or the {cls.__name__} of the previous step, got {type(state).__name__}")
+
+
+def _finite_step(where, new):
+    """Raise ``ValueError`` if an update overflowed (finite inputs, non-finite new parameters or state)."""
+    params, state = new
+    arrays = params + tuple(a for field in state if isinstance(field, tuple) for a in field)
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError(f"{where}: non-finite update from finite inputs (overflow: reduce the scale of params, "
+                         "grads or lr)")
+    return new
 
 
 def sgd_step(params, grads, state: SGDState | None, *, lr: float, momentum: float = 0.0):
@@ -90,9 +114,11 @@ def sgd_step(params, grads, state: SGDState | None, *, lr: float, momentum: floa
     momentum = check_real("momentum", momentum)
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    _check_state(state, SGDState)
     if state is not None:
-        _check_state_arrays("velocity", state.velocity, params)
-    return _sgd_update(params, grads, state, lr, momentum)
+        state = SGDState(_check_state_arrays("velocity", state.velocity, params))
+    with np.errstate(all="ignore"):
+        return _finite_step("sgd_step", _sgd_update(params, grads, state, lr, momentum))
 
 
 def _sgd_update(params: tuple, grads: tuple, state: SGDState | None, lr, momentum):
@@ -106,7 +132,7 @@ def _sgd_update(params: tuple, grads: tuple, state: SGDState | None, lr, momentu
 
 
 def adam_step(params, grads, state: AdamState | None, *, lr: float = 1e-2, betas=(0.9, 0.999), eps: float = 1e-8):
-    """One Adam step, the same update as ``torch.optim.Adam`` with its defaults (PAPER.md §9 "Adam").
+    """One Adam step, the same update as ``torch.optim.Adam`` with its defaults.
 
         t   = t + 1
         m_t = beta1 m_{t-1} + (1 - beta1) g
@@ -138,17 +164,22 @@ def adam_step(params, grads, state: AdamState | None, *, lr: float = 1e-2, betas
     params, grads = _check_pairs(params, grads)
     lr = check_positive("lr", lr)
     eps = check_positive("eps", eps, allow_zero=True)
+    if not isinstance(betas, (tuple, list)):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {type(betas).__name__}")
     if len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     beta1, beta2 = check_real("betas[0]", betas[0]), check_real("betas[1]", betas[1])
     for name, b in (("betas[0]", beta1), ("betas[1]", beta2)):
         if not 0.0 <= b < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {b}")
+    _check_state(state, AdamState)
     if state is not None:
-        check_int("state.step", state.step, minimum=0)
-        _check_state_arrays("m", state.m, params)
-        _check_state_arrays("v", state.v, params)
-    return _adam_update(params, grads, state, lr, beta1, beta2, eps)
+        state = AdamState(check_int("state.step", state.step, minimum=0), _check_state_arrays("m", state.m, params),
+                          _check_state_arrays("v", state.v, params))
+        if any(np.any(v < 0) for v in state.v):
+            raise ValueError("state.v holds negative second moments")
+    with np.errstate(all="ignore"):
+        return _finite_step("adam_step", _adam_update(params, grads, state, lr, beta1, beta2, eps))
 
 
 def _adam_update(params: tuple, grads: tuple, state: AdamState | None, lr, beta1, beta2, eps):
@@ -178,7 +209,7 @@ def step_schedule(epoch: int, n_epochs: int, milestones=(0.8, 0.9), factor: floa
     The same as ``torch.optim.lr_scheduler.MultiStepLR(milestones=[int(f * n_epochs) for f in milestones],
     gamma=factor)`` stepped once per epoch: during epoch ``e`` the rate is multiplied by ``factor ** k`` where ``k``
     counts the milestones ``int(f * n_epochs) <= e`` (with multiplicity, as MultiStepLR does). The paper's protocol
-    (PAPER.md §5.1) is ``milestones=(0.8, 0.9), factor=0.1``.
+    (paper §5) is ``milestones=(0.8, 0.9), factor=0.1``.
 
     Parameters
     ----------
@@ -199,6 +230,8 @@ def step_schedule(epoch: int, n_epochs: int, milestones=(0.8, 0.9), factor: floa
     epoch = check_int("epoch", epoch, minimum=0)
     n_epochs = check_int("n_epochs", n_epochs, minimum=1)
     factor = check_positive("factor", factor)
+    if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
+        raise TypeError(f"milestones must be a sequence of fractions, got {type(milestones).__name__}")
     count = 0
     for i, frac in enumerate(milestones):
         frac = check_real(f"milestones[{i}]", frac)

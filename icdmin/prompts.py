@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import as_float_array, check_context
+from ._arrays import as_float_array, check_context, check_int, check_rng
 
 __all__ = ["Prompts", "haar_basis"]
 
@@ -90,18 +90,26 @@ class Prompts:
 
 
 def haar_basis(rng: np.random.Generator, batch: int, n: int, k: int) -> np.ndarray:
-    """Orthonormal bases of Haar-random k-dim subspaces of R^n (PAPER.md §2.1, §8 item 5).
+    """Orthonormal bases of Haar-random k-dim subspaces of R^n (the paper's random subspaces, §2.2).
 
     QR of a Gaussian matrix with the sign fix Q ← Q diag(sign diag R) (Mezzadri 2007): the columns are then
     Haar on the Stiefel manifold, so their span is uniform on the Grassmannian G(k, n).
+    rng: a ``numpy.random.Generator``; batch >= 1, n >= 1, 1 <= k <= n integers.
 
     Shapes: -> (batch, n, k).
     """
+    check_rng(rng)
+    batch, n = check_int("batch", batch, minimum=1), check_int("n", n, minimum=1)
+    k = check_int("k", k, minimum=1, maximum=n)
     return haar_from_normals(rng.standard_normal((batch, n, k)))
 
 
 def haar_from_normals(G: np.ndarray) -> np.ndarray:
-    """The orthonormal factor of ``haar_basis`` from its Gaussian draw G, sign-fixed. Shapes: G (B, n, k) -> same."""
+    """The orthonormal factor of ``haar_basis`` from its Gaussian draw G, sign-fixed. Shapes: G (B, n, k) -> same,
+    with 1 <= k <= n and G finite (a fresh array)."""
+    G = as_float_array("G", G, ndim=3)
+    if min(G.shape) < 1 or G.shape[2] > G.shape[1]:
+        raise ValueError(f"G must have shape (B, n, k) with B, n, k >= 1 and k <= n, got {G.shape}")
     Q, Rm = np.linalg.qr(G)  # (B, n, k), (B, k, k)
     sign = np.sign(np.diagonal(Rm, axis1=1, axis2=2))  # (B, k)
     sign[sign == 0] = 1.0  # probability zero; keeps the columns unit-norm

@@ -3,7 +3,7 @@
 The trained softmax layer is one descent step (Eq. 17, γ = α) on the context energy (Eq. 16). This module measures,
 on fresh prompts of a task, how that one step compares with the noisy query, with k steps, with descent run to
 convergence (the usual Hopfield use), with exact retrieval of the best-matching context token and with the oracle
-Bayes estimator; and it computes the 2-D energy landscape and descent trajectories of Fig. 5 (PAPER.md §5.6).
+Bayes estimator; and it computes the 2-D energy landscape and descent trajectories of Fig. 5 (paper §4, Fig. 5).
 The energy maths itself lives in :mod:`icdmin.energy`.
 
 Legend: ``B`` prompts, ``n`` token dimension, ``L`` context tokens (columns of ``X``).
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import as_float_array, check_int, check_positive, check_rng
-from .energy import descend, descent_step, energy
+from ._arrays import _lse, as_float_array, check_int, check_positive, check_rng, finite_output
+from .energy import _per_state, _scores, _states, descend, descent_step, energy, energy_grad
 
-__all__ = ["retrieval_comparison", "format_retrieval_table", "energy_landscape", "circle_trajectories"]
+__all__ = ["retrieval_comparison", "format_retrieval_table", "energy_landscape", "circle_trajectories",
+           "energy_along_step"]
 
 _CHUNK_ELEMENTS = 2**21  # prompts are processed in chunks of about this many X entries (16 MB), cache-friendly
 
@@ -35,6 +36,25 @@ def _nearest_token_distance(s: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(np.min(d2, axis=1), 0.0))
 
 
+def _check_task(task):
+    """Require an icdmin-style task: ``n``, ``sample(rng, batch, L)`` and ``posterior_mean(prompts)``."""
+    for attr in ("sample", "posterior_mean"):
+        if not callable(getattr(task, attr, None)):
+            raise TypeError(f"task must have a {attr}() method (an icdmin task), got {type(task).__name__}")
+    check_int("task.n", getattr(task, "n", None), minimum=1)
+
+
+def _sequence(name, values) -> list:
+    """A non-empty list from a sequence of values (strings and single numbers are not sequences here)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of integers, got {type(values).__name__}")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    return values
+
+
+@finite_output("alpha", "beta", "the task's scale")
 def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 5, 50), converge_steps=500,
                          tol=1e-8, near_tol=1e-3) -> dict:
     """Error of one descent step vs k steps, convergence, exact retrieval and the oracle on fresh prompts (§4).
@@ -65,10 +85,11 @@ def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 
     Shapes: prompts X (B, n, L), x_tilde, x (B, n); all outputs are floats and lists.
     """
     rng = check_rng(rng)
+    _check_task(task)
     L = check_int("L", L, minimum=1)
     alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
     batch = check_int("batch", batch, minimum=2)
-    steps = sorted({check_int("steps", k, minimum=1) for k in steps})
+    steps = sorted({check_int("steps", k, minimum=1) for k in _sequence("steps", steps)})
     converge_steps = check_int("converge_steps", converge_steps, minimum=1)
     tol, near_tol = check_positive("tol", tol), check_positive("near_tol", near_tol)
 
@@ -118,6 +139,9 @@ def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 
 
 def format_retrieval_table(result: dict) -> str:
     """Plain-text table of a :func:`retrieval_comparison` result (total squared error and MSE per coordinate)."""
+    if not isinstance(result, dict) or not isinstance(result.get("estimators"), dict) or not isinstance(
+            result.get("converged"), dict):
+        raise TypeError(f"result must be the dict returned by retrieval_comparison, got {type(result).__name__}")
     lines = [f"{'estimator':<12} {'total sq. err':>14} {'± s.e.':>9} {'MSE/coord':>11} {'± s.e.':>9}"]
     for name, st in result["estimators"].items():
         lines.append(f"{name:<12} {st['total_sq_error']:>14.4f} {st['total_sq_error_se']:>9.4f} "
@@ -129,23 +153,59 @@ def format_retrieval_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+@finite_output("X", "alpha", "beta", "xs", "ys")
 def energy_landscape(X, alpha, beta, xs, ys):
     """The energy (16) of one 2-D context on the grid {(x, y) : x in xs, y in ys} (Fig. 5 contours).
+
+    Rows of the grid are done in chunks, so peak memory stays a small multiple of the (ny, nx) output.
 
     Shapes: X (2, L); xs (nx,), ys (ny,) -> (ny, nx), entry [i, j] at the state (xs[j], ys[i]).
     """
     X = as_float_array("X", X, ndim=2)
-    if X.shape[0] != 2:
-        raise ValueError(f"X must have shape (2, L) for a 2-D landscape, got {X.shape}")
+    if X.shape[0] != 2 or X.shape[1] < 1:
+        raise ValueError(f"X must have shape (2, L) with L >= 1 for a 2-D landscape, got {X.shape}")
     xs, ys = as_float_array("xs", xs, ndim=1), as_float_array("ys", ys, ndim=1)
-    gx, gy = np.meshgrid(xs, ys)  # (ny, nx) each
-    S = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (ny*nx, 2) states sharing the context X
-    return energy(S, X, alpha, beta).reshape(len(ys), len(xs))
+    if xs.size == 0 or ys.size == 0:
+        raise ValueError(f"xs and ys must not be empty, got {xs.size} and {ys.size} points")
+    out = np.empty((ys.size, xs.size))  # (ny, nx)
+    rows = max(1, (1 << 16) // (xs.size * (X.shape[1] + 4)))  # grid rows per chunk: ~64k score entries
+    for lo in range(0, ys.size, rows):
+        y = ys[lo : lo + rows]  # (r,)
+        S = np.empty((y.size, xs.size, 2))  # (r, nx, 2) the states of these rows
+        S[..., 0], S[..., 1] = xs, y[:, None]
+        out[lo : lo + rows] = energy(S.reshape(-1, 2), X, alpha, beta).reshape(y.size, xs.size)
+    return out
+
+
+@finite_output("s", "X", "alpha", "beta", "ts", "gamma")
+def energy_along_step(s, X, alpha, beta, ts, gamma=None):
+    """The energy (16) along the one-step update: E(s − t γ ∇E(s)) for each t in ``ts`` (paper §4, Eq. 17).
+
+    t = 0 is the state itself and t = 1 is :func:`~icdmin.energy.descent_step` (with γ = α, the default, the
+    softmax attention output for W_KQ = βI, W_PV = αI): the curve shows how far along the descent direction the
+    attention step lands.
+
+    Shapes: s (n,), X (n, L), ts (T,) -> (T,); s (B, n) with X (B, n, L) or a shared X (n, L) -> (T, B).
+    """
+    alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
+    gamma = alpha if gamma is None else check_positive("gamma", gamma)
+    ts = as_float_array("ts", ts, ndim=1)
+    if ts.size == 0:
+        raise ValueError("ts must hold at least one step fraction t")
+    s2, X3, shared, single = _states(s, X)
+    g = energy_grad(s2, X3, alpha, beta)  # (B, n)
+    out = np.empty((ts.size, s2.shape[0]), dtype=np.result_type(s2, X3))  # (T, B)
+    for i, t in enumerate(ts):
+        st = s2 - (t * gamma) * g  # (B, n)
+        out[i] = _per_state(lambda st, X3: np.sum(st * st, axis=-1) / (2 * alpha)
+                            - _lse(beta * _scores(st, X3, shared)) / beta, st, X3, shared,
+                            temp_per_state=3 * X3.shape[-1])  # (B,)  Eq. (16)
+    return out[:, 0] if single else out
 
 
 def circle_trajectories(rng, *, L=20, R=1.0, sigma2_z=0.1, alpha=1.0, beta=10.0, n_traj=3, steps=(1, 50),
                         grid=100, lim=1.5) -> dict:
-    """Data of Fig. 5 (PAPER.md §5.6): a circle context, its energy landscape and descent trajectories.
+    """Data of Fig. 5 (paper §4, Fig. 5): a circle context, its energy landscape and descent trajectories.
 
     L context tokens at uniform random angles on the radius-R circle (n = 2, d = 1); ``n_traj`` clean points
     uniform on the circle, their queries x̃ = x + N(0, σZ² I₂); from each query, descent (Eq. 17, γ = α) for
@@ -160,6 +220,8 @@ def circle_trajectories(rng, *, L=20, R=1.0, sigma2_z=0.1, alpha=1.0, beta=10.0,
     rng = check_rng(rng)
     L, n_traj, grid = check_int("L", L, minimum=1), check_int("n_traj", n_traj, minimum=1), check_int("grid", grid,
                                                                                                     minimum=2)
+    steps = [check_int("steps", k, minimum=0) for k in _sequence("steps", steps)]
+    alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
     R, sigma2_z, lim = check_positive("R", R), check_positive("sigma2_z", sigma2_z), check_positive("lim", lim)
     theta = rng.uniform(0, 2 * np.pi, L)  # (L,)
     X = R * np.stack([np.cos(theta), np.sin(theta)])  # (2, L)
