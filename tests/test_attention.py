@@ -14,7 +14,11 @@ from strategies import attention_problem, dims, finite_floats, seeds
 
 from icdmin.attention import (
     KINDS,
+    AttentionCache,
     attention,
+    attention_backward,
+    attention_forward,
+    attention_weights,
     loss_and_grads,
     loss_and_grads_identity,
     loss_and_grads_numpy,
@@ -237,3 +241,59 @@ def test_bad_input_identity_and_general_gaussian():
         loss_and_grads_gaussian(X, x_tilde, x[:, :2], W_KQ, W_KQ, W_PV)
     with pytest.raises(ValueError, match="X contains NaN"):
         attention_gaussian(np.full_like(X, np.nan), x_tilde, W_KQ, W_KQ, W_PV)
+
+
+# ---------------------------------------------------------------- one prompt, attention weights, no silent NaN
+
+
+@given(dims(), seeds, kinds, st.booleans())
+def test_attention_weights_reproduce_the_output(size, seed, kind, single):
+    X, x_tilde, _, W_KQ, W_PV = attention_problem(seed, size["B"], size["n"], size["L"], w=3.0)
+    if single:
+        X, x_tilde = X[0], x_tilde[0]
+    a = attention_weights(X, x_tilde, W_KQ, kind)
+    assert a.shape == X.shape[:-2] + (X.shape[-1],)
+    out = attention(X, x_tilde, W_KQ, W_PV, kind)
+    want = np.einsum("ij,...jl,...l->...i", W_PV, X, a)  # W_PV X a, prompt by prompt
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-12 * max(1.0, np.max(np.abs(want))))
+    scores = np.einsum("...jl,jk,...k->...l", X, W_KQ, x_tilde)  # Xᵀ W_KQ x̃
+    if kind == "linear":
+        np.testing.assert_allclose(a, scores / X.shape[-1], rtol=1e-12, atol=1e-15)
+    else:
+        np.testing.assert_allclose(a.sum(axis=-1), 1.0, rtol=1e-12)
+        if kind == "softmax":
+            np.testing.assert_allclose(a, np.exp(scores - lse(scores)[..., None]), rtol=1e-12, atol=1e-300)
+
+
+@given(dims(max_B=1), seeds, kinds)
+def test_forward_backward_accept_one_prompt(size, seed, kind):
+    X, x_tilde, x, W_KQ, W_PV = attention_problem(seed, 1, size["n"], size["L"])
+    out1, cache1 = attention_forward(X[0], x_tilde[0], W_KQ, W_PV, kind)
+    outB, cacheB = attention_forward(X, x_tilde, W_KQ, W_PV, kind)
+    assert out1.shape == (size["n"],) and isinstance(cache1, AttentionCache)
+    np.testing.assert_array_equal(out1, outB[0])
+    dout = 2 * (out1 - x[0]) / out1.size  # dloss/dout of the MSE
+    for g1, gB, g in zip(attention_backward(dout, cache1), attention_backward(dout[None], cacheB),
+                         loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)[1:]):
+        np.testing.assert_array_equal(g1, gB)
+        np.testing.assert_allclose(g1, g, rtol=1e-12, atol=1e-15)
+
+
+def test_no_silent_nan_and_named_errors():
+    X, x_tilde, x, W_KQ, W_PV = attention_problem(0, 2, 3, 4)
+    with pytest.raises(TypeError, match="x must"):  # formerly a Numba TypingError
+        loss_and_grads(X, x_tilde, None, W_KQ, W_PV)
+    Xn = X.copy()
+    Xn[0, 1, 2] = np.nan
+    for f in (loss_and_grads_numpy, loss_and_grads):  # formerly NaN from the NumPy path
+        with pytest.raises(ValueError, match="X contains NaN"):
+            f(Xn, x_tilde, x, W_KQ, W_PV, "softmax")
+    with pytest.raises(ValueError, match="X contains NaN"):
+        attention_weights(Xn, x_tilde, W_KQ)
+    with pytest.raises(TypeError, match="cache"):
+        attention_backward(x, (X, x_tilde))
+    _, cache = attention_forward(X, x_tilde, W_KQ, W_PV)
+    with pytest.raises(ValueError, match="dout"):
+        attention_backward(x[0], cache)  # a single-prompt dout for a batch of two
+    with pytest.raises(TypeError, match="W_KQ"):
+        attention_weights(X, x_tilde, "eye")

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from icdmin.energy import (
     descend,
+    lse,
+    softmax,
     descent_step,
     energy,
     energy_grad,
@@ -322,3 +324,32 @@ def test_bad_shapes_raise():
         energy(np.ones(2), np.full((2, 3), np.nan), 1.0, 1.0)
     with pytest.raises(TypeError, match="steps"):
         descend(np.ones(2), np.ones((2, 3)), 1.0, 1.0, steps=2.5)
+
+
+def test_descend_never_returns_the_callers_array():
+    X, s = np.eye(3), np.array([[0.3, 0.1, 0.0], [0.0, 0.2, 0.4]])
+    for form in (s, s[0]):
+        kept = form.copy()
+        res = descend(form, X, 1.0, 2.0, steps=0, return_trajectory=True)
+        assert res.s is not form and not np.shares_memory(res.s, form)
+        res.s[...] = 7.0  # writing into the result leaves the caller's state alone
+        np.testing.assert_array_equal(form, kept)
+        assert not np.shares_memory(res.trajectory, form)
+
+
+@pytest.mark.parametrize("z, axis, exc, name", [
+    (None, -1, TypeError, "z"), ("abc", -1, TypeError, "z"), ([[1.0, 2.0]], 2, ValueError, "axis"),
+    ([1.0, 2.0], 1.5, TypeError, "axis"), (np.ones((2, 0)), -1, ValueError, "z must be non-empty"),
+    ([1.0, np.nan], -1, ValueError, "z contains NaN"), ([np.inf, 1.0], -1, ValueError, "z contains"),
+    ([-np.inf, -np.inf], -1, ValueError, "-inf"), (3.0, -1, ValueError, "z must have"),
+])
+def test_lse_softmax_validate(z, axis, exc, name):
+    for f in (lse, softmax):
+        with pytest.raises(exc, match=name):
+            f(z, axis=axis)
+
+
+def test_lse_softmax_allow_minus_inf_weights():
+    z = np.array([[0.0, -np.inf, np.log(3.0)], [1e300, 0.0, -1e300]])
+    np.testing.assert_allclose(softmax(z), [[0.25, 0.0, 0.75], [1.0, 0.0, 0.0]], rtol=1e-15)
+    np.testing.assert_allclose(lse(z, axis=1), [np.log(4.0), 1e300], rtol=1e-15)

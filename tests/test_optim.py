@@ -239,3 +239,26 @@ def test_schedule_bad_input(seed):
         step_schedule(0, n, factor=0.0)
     with pytest.raises(TypeError, match="epoch"):
         step_schedule(1.5, n)
+
+
+def test_bad_state_types_name_the_state():
+    p, g = (np.zeros(2),), (np.ones(2),)
+    _, adam_state = adam_step(p, g, None)
+    _, sgd_state = sgd_step(p, g, None, lr=0.1)
+    for call, exc, name in [
+        (lambda: adam_step(p, g, sgd_state), TypeError, "state must be None or the AdamState"),
+        (lambda: sgd_step(p, g, adam_state, lr=0.1), TypeError, "state must be None or the SGDState"),
+        (lambda: adam_step(p, g, (1, p, p)), TypeError, "state"),
+        (lambda: adam_step(p, g, AdamState(1.5, p, p)), TypeError, "state.step"),
+        (lambda: adam_step(p, g, AdamState(-1, p, p)), ValueError, "state.step"),
+        (lambda: adam_step(p, g, AdamState(1, np.zeros(2), p)), TypeError, "state.m"),
+        (lambda: adam_step(p, g, AdamState(1, p + p, p)), ValueError, "state.m"),
+        (lambda: adam_step(p, g, AdamState(1, p, (np.array([np.nan, 0.0]),))), ValueError, r"state.v\[0\]"),
+        (lambda: adam_step(p, g, AdamState(1, p, (-np.ones(2),))), ValueError, "state.v"),
+        (lambda: sgd_step(p, g, SGDState(None), lr=0.1), TypeError, "state.velocity"),
+        (lambda: adam_step(p, g, None, betas=0.9), TypeError, "betas"),
+        (lambda: step_schedule(1, 10, milestones=0.5), TypeError, "milestones"),
+        (lambda: sgd_step(p, (np.array([1e308, 1e308]),), None, lr=1e300), ValueError, "overflow"),
+    ]:
+        with pytest.raises(exc, match=name):
+            call()

@@ -7,6 +7,7 @@ spread), plus the reference's rounding to 3 decimals.
 """
 
 import json
+import tracemalloc
 from unittest import mock
 
 import numpy as np
@@ -17,8 +18,14 @@ from hypothesis import strategies as st
 
 import icdmin.retrieval as retrieval
 from conftest import size
-from icdmin.energy import descent_step, energy
-from icdmin.retrieval import circle_trajectories, energy_landscape, format_retrieval_table, retrieval_comparison
+from icdmin.energy import descent_step, energy, energy_grad, energy_hessian, update_jacobian
+from icdmin.retrieval import (
+    circle_trajectories,
+    energy_along_step,
+    energy_landscape,
+    format_retrieval_table,
+    retrieval_comparison,
+)
 from strategies import dims, positive, seeds
 
 
@@ -166,3 +173,71 @@ def test_circle_table_reproduces_paper():
     assert conv["n_steps"] == 500 and conv["fraction_converged"] > 0.99
     # PAPER.md §4: no endpoint lies on a context token (median distance 0.049 >> near_tol = 1e-3)
     assert conv["near_token_fraction"] < 0.01 and conv["median_nearest_distance"] > 0.03
+
+
+# ---------------------------------------------------------------- the energy along the one-step update, memory
+
+
+@given(seed=seeds, dm=dims(), alpha=positive, beta=positive, form=st.sampled_from(["single", "batch", "shared"]))
+def test_energy_along_step_is_the_energy_on_the_segment(seed, dm, alpha, beta, form):
+    rng = np.random.default_rng(seed)
+    n, L, B = dm["n"], dm["L"], dm["B"]
+    X = rng.standard_normal((n, L) if form != "batch" else (B, n, L)) / np.sqrt(n)
+    s = rng.standard_normal(n if form == "single" else (B, n)) / np.sqrt(n)
+    ts = np.array([0.0, 0.25, 1.0, 1.5])
+    got = energy_along_step(s, X, alpha, beta, ts)
+    assert got.shape == ((4,) if form == "single" else (4, B))
+    g = energy_grad(s, X, alpha, beta)
+    for i, t in enumerate(ts):  # E(s − t α ∇E) computed directly, state by state
+        want = energy(s - t * alpha * g, X, alpha, beta)
+        np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-12)
+    # t = 1 lands on descent_step, i.e. on softmax attention with W_KQ = βI, W_PV = αI (Eq. 17)
+    np.testing.assert_allclose(got[2], energy(descent_step(s, X, alpha, beta), X, alpha, beta), rtol=1e-12,
+                               atol=1e-12)
+    half = energy_along_step(s, X, alpha, beta, ts, gamma=alpha / 2)  # γ scales t
+    np.testing.assert_allclose(half[2], energy(s - 0.5 * alpha * g, X, alpha, beta), rtol=1e-12, atol=1e-12)
+
+
+def test_energy_along_step_bad_input_names_the_argument():
+    X, s = np.ones((2, 3)), np.ones(2)
+    for kwargs, name in (({"ts": []}, "ts"), ({"ts": [np.nan]}, "ts"), ({"ts": "a"}, "ts"),
+                         ({"gamma": -1.0}, "gamma"), ({"ts": [1.0], "alpha": 0.0}, "alpha")):
+        args = {"s": s, "X": X, "alpha": 1.0, "beta": 1.0, "ts": [0.0, 1.0], **kwargs}
+        with pytest.raises((ValueError, TypeError), match=name):
+            energy_along_step(**args)
+
+
+def _peak_bytes(f):
+    """Peak memory NumPy allocates during f() (NumPy reports its buffers to tracemalloc), and f's result."""
+    tracemalloc.start()
+    try:
+        out = f()
+        return tracemalloc.get_traced_memory()[1], out
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("name", ["energy_landscape", "energy_hessian", "update_jacobian", "energy"])
+def test_shared_context_peak_memory_within_4x_output(name):
+    """Many states sharing one context: temporaries are chunked, peak <= 4x the output (formerly 1.3-2.1 GB for
+    < 10 MB of output). The unchunked (B, L) scores alone would be 25-50x the output here."""
+    rng = np.random.default_rng(0)
+    alpha, beta = 1.0, 2.0
+    if name == "energy_landscape":
+        X, grid = rng.standard_normal((2, 200)), np.linspace(-2, 2, 600)
+        peak, out = _peak_bytes(lambda: energy_landscape(X, alpha, beta, grid, grid))
+        check = energy(np.array([grid[7], grid[3]]), X, alpha, beta)
+        assert out[3, 7] == pytest.approx(check, rel=1e-12)
+    else:
+        n, L, B = (16, 499, 2000) if name != "energy" else (2, 200, 300_000)
+        X, S = rng.standard_normal((n, L)) / np.sqrt(n), rng.standard_normal((B, n)) / np.sqrt(n)
+        W = (beta * np.eye(n), alpha * np.eye(n))
+        fn = {"energy_hessian": lambda: energy_hessian(S, X, alpha, beta),
+              "update_jacobian": lambda: update_jacobian(S, X, *W),
+              "energy": lambda: energy(S, X, alpha, beta)}[name]
+        peak, out = _peak_bytes(fn)
+        one = {"energy_hessian": lambda s: energy_hessian(s, X, alpha, beta),  # a chunk boundary state, alone
+               "update_jacobian": lambda s: update_jacobian(s, X, *W),
+               "energy": lambda s: energy(s, X, alpha, beta)}[name](S[B // 2 + 1])
+        np.testing.assert_allclose(out[B // 2 + 1], one, rtol=1e-12, atol=1e-13)
+    assert peak <= 4 * out.nbytes, f"peak {peak / 1e6:.1f} MB for {out.nbytes / 1e6:.1f} MB of output"
