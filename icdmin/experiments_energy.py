@@ -1,7 +1,8 @@
 """Experiments without training: Fig. 5 (energy, one step vs retrieval), Theorem 3.1 and Proposition 3.2.
 
 See :mod:`icdmin.experiments` for the experiment protocol (``config`` / ``plan`` / ``combine``). Units return plain
-data only. MSEs are per coordinate; "total squared error" sums over coordinates (PAPER.md §4's circle table).
+data only. MSEs are per coordinate; "total squared error" sums over coordinates (the circle of paper §4, Fig. 5).
+The experiment ``oracle`` checks the Bayes oracles against an independent Monte-Carlo posterior mean.
 
 Legend: ``B`` prompts, ``n`` ambient dimension, ``L`` context tokens, ``eps`` the scale ε of Prop. 3.2.
 """
@@ -12,21 +13,23 @@ import numpy as np
 
 from .attention import attention
 from .baselines import softmax_attention_estimator
+from .experiments_train import make_task
+from .paper import CIRCLE, CIRCLE_TOTAL_SQ_ERROR, L_PAPER, TASK_PARAMS
 from .retrieval import circle_trajectories, retrieval_comparison
 from .runner import derive_seed
 from .tasks import GMMTask, LinearTask, SphereTask
 from .train import init_weights
 
-__all__ = ["ENERGY_EXPERIMENTS", "unit_circle_landscape", "unit_prop32", "unit_retrieval", "unit_thm31"]
+__all__ = ["ENERGY_EXPERIMENTS", "unit_circle_landscape", "unit_oracle_check", "unit_prop32", "unit_retrieval",
+           "unit_thm31"]
 
-RETRIEVAL_TASKS = {  # PAPER.md §5.6 (circle) and §5.1 (sphere, mixture)
-    "circle": ("SphereTask", dict(n=2, d=1, R=1.0, sigma2_z=0.1), 20),
-    "sphere": ("SphereTask", dict(n=16, d=8, R=1.0, sigma2_z=0.1), 499),
-    "gmm": ("GMMTask", dict(n=16, K=8, sigma2_0=0.02, sigma2_z=0.1, R=1.0), 499),
+RETRIEVAL_TASKS = {  # Fig. 5's circle and the Fig. 3 tasks (icdmin.paper)
+    "circle": ("SphereTask", {k: CIRCLE[k] for k in ("n", "d", "R", "sigma2_z")}, CIRCLE["L"]),
+    "sphere": ("SphereTask", TASK_PARAMS["sphere"], L_PAPER),
+    "gmm": ("GMMTask", TASK_PARAMS["gmm"], L_PAPER),
 }
 _TASK_CLASSES = {"SphereTask": SphereTask, "GMMTask": GMMTask, "LinearTask": LinearTask}
-CIRCLE_PAPER = {"query": 0.198, "1 step": 0.132, "2 steps": 0.170, "5 steps": 0.260, "50 steps": 0.451,
-                "retrieval": 0.149, "oracle": 0.107}  # PAPER.md §4 [derived], total squared error, 20000 prompts
+CIRCLE_PAPER = CIRCLE_TOTAL_SQ_ERROR  # old name
 
 
 def _fit_slope(x, y) -> dict:
@@ -52,7 +55,7 @@ def unit_circle_landscape(seed, L=20, grid=100, steps=(1, 50), n_traj=3) -> dict
 
 
 def unit_retrieval(case, seed, batch, converge_steps, steps=(1, 2, 5, 50)) -> dict:
-    """One step vs k steps vs convergence vs retrieval vs oracle at α = 1, β = 1/σZ² (PAPER.md §4)."""
+    """One step vs k steps vs convergence vs retrieval vs oracle at α = 1, β = 1/σZ² (paper §4)."""
     cls, params, L = RETRIEVAL_TASKS[case]
     task = _TASK_CLASSES[cls](**params)
     res = retrieval_comparison(task, L, 1.0, 1.0 / params["sigma2_z"], rng=np.random.default_rng(seed), batch=batch,
@@ -66,7 +69,7 @@ def unit_thm31(L, seed, batch, chunk=100) -> dict:
 
     Returns the mean over prompts of ||F − f_opt||²/n (with s.e.), and both MSEs to the clean token.
     """
-    task = SphereTask(n=16, d=8, R=1.0, sigma2_z=0.1)
+    task = SphereTask(**TASK_PARAMS["sphere"])
     rng = np.random.default_rng(seed)
     dev, mse_att, mse_opt = [], [], []
     for start in range(0, batch, chunk):
@@ -86,7 +89,7 @@ def unit_prop32(seed, L, batch, eps) -> dict:
 
     RHS(15) = (1/ε) W_PV X̄ + (1/L) W_PV Σ_t X_t (X_t − X̄)ᵀ W_KQ x̃, with X̄ the context mean.
     """
-    task = LinearTask(n=16, d=8, sigma2_0=2.0, sigma2_z=1.0)
+    task = LinearTask(**TASK_PARAMS["linear"])
     rng = np.random.default_rng(seed)
     p = task.sample(rng, batch, L)
     W_KQ, W_PV = init_weights(16, rng)  # U[-1/sqrt(n), 1/sqrt(n)], as at initialisation
@@ -102,6 +105,71 @@ def unit_prop32(seed, L, batch, eps) -> dict:
     lin = attention(X, q, W_KQ, W_PV, "linear")  # (1/L) W_PV X Xᵀ W_KQ x̃: the second term without centring
     return {"eps": list(eps), "error": err, "L": L, "batch": batch,
             "second_term_vs_linear_attention": float(np.mean(np.linalg.norm(second - lin, axis=1)))}
+
+
+def _mean_se(v) -> dict:
+    return {"mse": float(np.mean(v)), "se": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
+
+
+def _prior_draws(task, p, rng, m):
+    """m draws per prompt from its own prior and the log-likelihoods of its query, in the coordinates that matter.
+
+    Linear / sphere: coordinates y in the prompt's subspace (basis V, x = V y), so ||x̃ − x||² = ||x̃_⊥||² +
+    ||c − y||² with c = Vᵀx̃; mixture: y = x in R^n. Returns y (b, m, k), log w (b, m) up to a per-prompt constant,
+    and the map from coordinates back to R^n. The prior's own sampler is used, never the posterior's closed form.
+    """
+    b = p.x_tilde.shape[0]
+    if isinstance(task, GMMTask):
+        w = np.cumsum(p.weights, axis=1)  # (b, K)
+        a = np.minimum(np.sum(rng.random((b, m, 1)) > w[:, None, :], axis=2), task.K - 1)  # (b, m) labels
+        s2 = np.full(task.K, task.sigma2_0) if task.sigma2_components is None else np.array(task.sigma2_components)
+        y = np.take_along_axis(p.centers.transpose(0, 2, 1), a[..., None], axis=1)  # (b, m, n) centres
+        y = y + np.sqrt(s2[a])[..., None] * rng.standard_normal(y.shape)
+        return y, -np.sum((p.x_tilde[:, None, :] - y) ** 2, axis=2) / (2 * task.sigma2_z), lambda f: f
+    V = p.basis  # (b, n, k)
+    c = np.einsum("bnk,bn->bk", V, p.x_tilde)  # (b, k)
+    g = rng.standard_normal((b, m, V.shape[2]))
+    if isinstance(task, SphereTask):
+        y = task.R * g / np.linalg.norm(g, axis=2, keepdims=True)  # uniform on the sphere of radius R
+    else:
+        y = np.sqrt(task.sigma2_0) * g  # N(0, sigma2_0 I_d) in the subspace
+    log_w = -np.sum((c[:, None, :] - y) ** 2, axis=2) / (2 * task.sigma2_z)
+    return y, log_w, lambda f: np.einsum("bnk,bk->bn", V, f)
+
+
+def unit_oracle_check(case, seed, batch, n_prior, chunk=8) -> dict:
+    """The oracle (Eqs. 3, 6, 7) against an independent Monte-Carlo posterior mean, paired on the same prompts.
+
+    Posterior p(x | x̃) ∝ p(x) exp(−||x̃ − x||²/(2σZ²)) (paper §2.3) by self-normalised importance sampling from
+    the prior: all ``n_prior`` draws give f, two independent halves f_1, f_2, and the jackknife
+    f_s = 2f − (f_1 + f_2)/2 removes the O(1/n_prior) bias of the ratio; no Bessel function, no responsibilities. Per prompt (squared errors per coordinate, e_o of the oracle f_o, e_s of
+    f_s): ``noise`` = ||f_1 − f_2||²/(4n) estimates the Monte-Carlo error ||f_s − E[x|x̃]||²/n, so
+    ``excess`` = e_o − (e_s − noise) has mean 0 when f_o is the posterior mean (the cross term vanishes because
+    E[x − E[x|x̃] | x̃] = 0); ``radial`` = ⟨f_s − f_o, f_o/||f_o||⟩ has mean ~0 (a too strong or too weak shrinkage
+    of the oracle moves it). Returns those as mean and standard error, the oracle's and the corrected Monte-Carlo
+    risk, and the median effective sample size of a half.
+    """
+    task = make_task(case)
+    rng = np.random.default_rng(seed)
+    half = n_prior // 2
+    e_o, e_s, noise, radial, ess = [], [], [], [], []
+    for start in range(0, batch, chunk):
+        p = task.sample(rng, min(chunk, batch - start), 1)  # the oracle ignores the context
+        y, log_w, lift = _prior_draws(task, p, rng, 2 * half)
+        w = np.exp(log_w - log_w.max(axis=1, keepdims=True))  # (b, 2 half), one shift per prompt
+        f = [lift(np.einsum("bm,bmk->bk", w[:, sl], y[:, sl]) / w[:, sl].sum(axis=1, keepdims=True))
+             for sl in (slice(0, half), slice(half, 2 * half), slice(0, 2 * half))]  # halves, all: (b, n) each
+        ess.append(w[:, :half].sum(axis=1) ** 2 / np.sum(w[:, :half] ** 2, axis=1))
+        f_s = 2 * f[2] - (f[0] + f[1]) / 2  # jackknife: the O(1/m) bias of a ratio estimator cancels
+        f_o = task.posterior_mean(p)  # (b, n)
+        e_o.append(np.mean((f_o - p.x) ** 2, axis=1))
+        e_s.append(np.mean((f_s - p.x) ** 2, axis=1))
+        noise.append(np.mean((f[0] - f[1]) ** 2, axis=1) / 4)
+        radial.append(np.sum((f_s - f_o) * f_o, axis=1) / np.maximum(np.linalg.norm(f_o, axis=1), 1e-300))
+    e_o, e_s, noise, radial = (np.concatenate(v) for v in (e_o, e_s, noise, radial))
+    return {"case": case, "batch": batch, "n_prior": 2 * half, "mse_oracle": _mean_se(e_o),
+            "mse_mc": _mean_se(e_s - noise), "mc_noise": float(noise.mean()), "excess": _mean_se(e_o - e_s + noise),
+            "radial": _mean_se(radial), "ess_median": float(np.median(np.concatenate(ess)))}
 
 
 # ------------------------------------------------------------------------------------------------- experiments
@@ -173,6 +241,25 @@ def _prop32_combine(cfg, units):
     return u
 
 
+def _oracle_config(quick):
+    return {"cases": ["linear", "sphere", "gmm"], "batch": 100 if quick else 500,
+            "n_prior": 16384 if quick else 32768}
+
+
+def _oracle_plan(cfg, seed):
+    return {case: ("unit_oracle_check", dict(case=case, seed=derive_seed(seed, "oracle", case), batch=cfg["batch"],
+                                             n_prior=cfg["n_prior"]), cfg["batch"] / 200) for case in cfg["cases"]}
+
+
+def _oracle_combine(cfg, units):
+    out = {case: units[case] for case in cfg["cases"]}
+    out["table"] = {"columns": ["case", "mse_oracle", "mse_mc", "excess", "excess_se", "radial", "radial_se",
+                                "ess_median"],
+                    "rows": [[c, u["mse_oracle"]["mse"], u["mse_mc"]["mse"], u["excess"]["mse"], u["excess"]["se"],
+                              u["radial"]["mse"], u["radial"]["se"], u["ess_median"]] for c, u in out.items()]}
+    return out
+
+
 ENERGY_EXPERIMENTS = {
     "fig5": ("Fig. 5 / §4: energy landscape, one step vs retrieval vs iterating", _fig5_config, _fig5_plan,
              _fig5_combine),
@@ -180,4 +267,6 @@ ENERGY_EXPERIMENTS = {
               _thm31_combine),
     "prop32": ("Prop. 3.2: small-epsilon expansion of softmax attention, error O(eps)", _prop32_config,
                _prop32_plan, _prop32_combine),
+    "oracle": ("Eqs. (3), (6), (7): the oracles against an independent Monte-Carlo posterior mean", _oracle_config,
+               _oracle_plan, _oracle_combine),
 }

@@ -1,10 +1,11 @@
 """Training experiments of the paper: Fig. 3 / Fig. 7, Fig. 4a, Fig. 4b (Fig. 6, 8: experiments_weights). Plain data.
 
 See :mod:`icdmin.experiments` for the experiment protocol (``config`` / ``plan`` / ``combine``). Units here train
-with :func:`icdmin.train.train` under the paper's protocol (PAPER.md §5.1: 1000 prompts split 800/200, batch 80,
+with :func:`icdmin.train.train` under the paper's protocol (arXiv 2502.05164 Fig. 3 set-up: 1000 prompts split 800/200, batch 80,
 Adam 1e-2, x0.1 at 80 % and 90 %, L = 499 clean tokens, 100 / 200 / 200 epochs) and evaluate on fresh prompts.
 The six Fig. 3 seeds vary the initialisation and batch order with the dataset fixed, as in the authors' code
-(PAPER.md §8 item 8). MSEs are per coordinate (mean over prompts and coordinates).
+(mattsmart/in-context-denoising at commit c8aaeb3, src/nn_train_ensemble.py). Settings and reference
+numbers come from :mod:`icdmin.paper`. MSEs are per coordinate (mean over prompts and coordinates).
 
 Legend: ``B`` prompts, ``n`` = 16 ambient dimension, ``d`` subspace / sphere dimension, ``L`` context tokens.
 """
@@ -23,6 +24,7 @@ from .baselines import (
     zero_estimator,
 )
 from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma, posterior_mean_gmm
+from .paper import CASE_TITLES, CASES, EPOCHS, FIG4A_L, FIG4B_D, FIG4B_L, L_PAPER, PRIMARY_KIND, TASK_PARAMS
 from .runner import derive_seed
 from .tasks import GMMTask, LinearTask, SphereTask, haar_basis
 from .train import fresh_prompts, mean_abs_offdiagonal, train
@@ -30,22 +32,11 @@ from .train import fresh_prompts, mean_abs_offdiagonal, train
 __all__ = ["A_SEED", "TRAIN_EXPERIMENTS", "make_task", "transform_matrix", "unit_baselines", "unit_d_shift",
            "unit_train"]
 
-CASES = ("linear", "sphere", "gmm")  # paper Cases 1, 2, 3
-CASE_TITLES = {"linear": "Case 1: linear subspaces", "sphere": "Case 2: d-spheres", "gmm": "Case 3: Gaussian mixtures"}
-TASK_PARAMS = {  # PAPER.md §5.1, task parameters
-    "linear": dict(n=16, d=8, sigma2_0=2.0, sigma2_z=1.0),
-    "sphere": dict(n=16, d=8, R=1.0, sigma2_z=0.1),
-    "gmm": dict(n=16, K=8, sigma2_0=0.02, sigma2_z=0.1, R=1.0),
-}
-PAPER_EPOCHS = {"linear": 100, "sphere": 200, "gmm": 200}  # PAPER.md §5.1 (from the authors' code)
-PRIMARY_KIND = {"linear": "linear", "sphere": "softmax", "gmm": "softmax"}  # the attention the paper trains per case
-L_PAPER = 499  # the authors' context_len = 500 is 499 clean tokens (PAPER.md §1)
-A_SEED = 8  # seed of the fixed App. H transform (transform_matrix); fixed, not derived from the master seed
-FIG4A_L = [19, 29, 39, 49, 59, 69, 79, 89] + list(range(99, 500, 40))  # authors' context_len grid minus 1 (§5.5)
+A_SEED = 8  # seed of icdmin's fixed App. H transform (transform_matrix); fixed, not derived from the master seed
 
 
 def make_task(case: str, *, d=None, transform_seed=None, target="clean"):
-    """The paper's task for ``case`` (PAPER.md §5.1).
+    """The paper's task for ``case`` (:data:`icdmin.paper.TASK_PARAMS`).
 
     ``d`` overrides the dimension; ``transform_seed`` adds App. H's transform A (:func:`transform_matrix`).
     """
@@ -61,7 +52,7 @@ def make_task(case: str, *, d=None, transform_seed=None, target="clean"):
 def transform_matrix(n: int, seed: int = A_SEED) -> np.ndarray:
     """The fixed App. H transform: A = U diag(s) Vᵀ, U, V Haar-orthogonal, s geometric from 0.5 to 2 (cond 4).
 
-    The paper does not give its A (PAPER.md §5.9, UNCONFIRMED); this one is well conditioned and far from a
+    The paper does not give its A (arXiv 2502.05164 App. H); this one is well conditioned and far from a
     multiple of the identity, so that "W ∝ A⁻¹" and "W ∝ I" are easy to tell apart. Shapes: -> (n, n).
     """
     rng = np.random.default_rng(seed)
@@ -79,14 +70,15 @@ def _mean_se(values: np.ndarray) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------- units
 def unit_train(case, kind, seed, data_seed, epochs, L=L_PAPER, model="full", online=False, n_fresh=0,
-               eval_every=1, weights=False, transform_seed=None, target="clean", d=None, eval_train=True) -> dict:
+               eval_every=1, weights=False, transform_seed=None, target="clean", d=None, eval_train=True,
+               lr=1e-2) -> dict:
     """One training run (:func:`icdmin.train.train`), summarised as plain data (curves, scales, fresh MSE).
 
     With ``eval_train=False`` the train-MSE curve holds NaN (None in JSON) between its two ends.
     """
     task = make_task(case, d=d, transform_seed=transform_seed, target=target)
     res = train(task, kind=kind, L=L, seed=seed, epochs=epochs, model=model, online=online, n_fresh=n_fresh,
-                eval_every=eval_every, data_seed=data_seed, eval_train=eval_train)
+                eval_every=eval_every, data_seed=data_seed, eval_train=eval_train, lr=lr)
     h = res.history
     out = {
         "epoch": h["epoch"], "train_mse": h["train_mse"], "test_mse": h["test_mse"],
@@ -104,7 +96,7 @@ def unit_train(case, kind, seed, data_seed, epochs, L=L_PAPER, model="full", onl
 def unit_baselines(case, data_seed, n_fresh, L=L_PAPER) -> dict:
     """MSE (± s.e.) of the baselines of Fig. 3 on the same fresh prompts the trained models are evaluated on.
 
-    zero, noisy query, context projection (PAPER.md §2.1-2.3) unshrunk and shrunk, the paper's theory weights
+    zero, noisy query, context projection (paper §2.3, Fig. 2) unshrunk and shrunk, the paper's theory weights
     (Eq. 10 / Eq. 13), the oracle (Eqs. 3, 6, 7); for Case 2 also the authors' wrong Bessel order; for Case 3 also
     Eq. (8) with the oracle centres.
     """
@@ -160,7 +152,7 @@ def unit_d_shift(L, seed, data_seed, epochs, d_values, n_eval, eval_seed) -> dic
         measured.append(stats["mse"])
         se.append(stats["se"])
         theory_learned.append(linear_risk(n, d, L, s0, sz, gamma) * n / d)  # scaled identity with the learned gamma
-    ideal = [2 / 3 + (4 / 3) * (d + 1) / L for d in d_values]  # PAPER.md §5.5, gamma = 1/3
+    ideal = [2 / 3 + (4 / 3) * (d + 1) / L for d in d_values]  # linear_risk at gamma = 1/3 per d (Fig. 4b's ideal curve)
     return {"L": L, "d": list(d_values), "d_inv_mse": measured, "d_inv_mse_se": se,
             "theory_learned_gamma": theory_learned, "theory_ideal": ideal, "gamma": gamma, "alpha": res.alpha,
             "beta": res.beta, "offdiag_KQ": mean_abs_offdiagonal(res.W_KQ),
@@ -171,10 +163,12 @@ def unit_d_shift(L, seed, data_seed, epochs, d_values, n_eval, eval_seed) -> dic
 def _fig3_config(quick: bool) -> dict:
     return {
         "seeds": 1 if quick else 6,
-        "epochs": dict(PAPER_EPOCHS),
-        "online_epochs": {"linear": 40, "sphere": 60, "gmm": 60} if quick else {"linear": 100, "sphere": 200,
-                                                                               "gmm": 200},
-        "online_and_identity": not quick,  # the online runs alone cost ~35 s of CPU (prompt sampling)
+        "epochs": dict(EPOCHS),
+        # online runs sample fresh prompts every step (~35 s of CPU at full length): in quick mode the online and
+        # identity runs are short (20 epochs) with a 10x learning rate, so that they still converge
+        "online_epochs": {"linear": 20, "sphere": 20, "gmm": 20} if quick else dict(EPOCHS),
+        "identity_epochs": {"linear": 20, "sphere": 20, "gmm": 20} if quick else dict(EPOCHS),
+        "short_lr": 1e-1 if quick else 1e-2,
         "eval_every": 4 if quick else 2,
         "n_fresh": 1000 if quick else 2000,
         "L": L_PAPER,
@@ -200,13 +194,13 @@ def _fig3_plan(cfg, seed):
         for kind in ("softmax", "linear"):
             for s in range(cfg["seeds"]):
                 plan[f"{case}/{kind}/{s}"] = _fig3_run(cfg, seed, case, kind, s)
-        if cfg["online_and_identity"]:
-            kind = PRIMARY_KIND[case]
-            # only the end point of these runs is shown: no train-MSE curve, test MSE every 10 epochs
-            plan[f"{case}/{kind}/online"] = _fig3_run(cfg, seed, case, kind, 0, online=True, eval_train=False,
-                                                       epochs=cfg["online_epochs"][case], eval_every=10)
-            plan[f"{case}/{kind}/identity"] = _fig3_run(cfg, seed, case, kind, 0, model="identity",
-                                                         eval_train=False, eval_every=10)
+        kind = PRIMARY_KIND[case]
+        # only the end point of these runs is shown: no train-MSE curve, test MSE every 10 epochs
+        short = {} if cfg["short_lr"] == 1e-2 else {"lr": cfg["short_lr"]}  # default runs: the same unit keys
+        plan[f"{case}/{kind}/online"] = _fig3_run(cfg, seed, case, kind, 0, online=True, eval_train=False,
+                                                   epochs=cfg["online_epochs"][case], eval_every=10, **short)
+        plan[f"{case}/{kind}/identity"] = _fig3_run(cfg, seed, case, kind, 0, model="identity", eval_train=False,
+                                                     epochs=cfg["identity_epochs"][case], eval_every=10, **short)
         plan[f"{case}/baselines"] = ("unit_baselines", dict(case=case, data_seed=_fig3_data_seed(seed, case),
                                                             n_fresh=cfg["n_fresh"], L=cfg["L"]), 20.0)
     return plan
@@ -265,7 +259,7 @@ def _fig4a_config(quick):
 
 def _fig4a_plan(cfg, seed):
     plan = {}
-    for i, L in enumerate(cfg["L"]):  # seed = run index, as the authors' multirun (PAPER.md §5.5)
+    for i, L in enumerate(cfg["L"]):  # seed = run index, as the authors' multirun (src/nn_train_ensemble.py)
         plan[f"L{L}"] = ("unit_train", dict(case="linear", kind="linear", seed=derive_seed(seed, "fig4a", i),
                                             data_seed=derive_seed(seed, "fig4a", "data", L), epochs=cfg["epochs"],
                                             L=L, n_fresh=cfg["n_fresh"], eval_every=cfg["eval_every"]), L / 100)
@@ -275,7 +269,7 @@ def _fig4a_plan(cfg, seed):
 def _fig4a_combine(cfg, units):
     p = TASK_PARAMS["linear"]
     args = (p["d"], p["sigma2_0"], p["sigma2_z"])
-    out = {"L": cfg["L"], "bayes": bayes_risk_linear(p["n"], *args), "gamma": [], "gamma_star": [], "fresh_mse": [],
+    out = {"L": cfg["L"], "n_fresh": cfg["n_fresh"], "bayes": bayes_risk_linear(p["n"], *args), "gamma": [], "gamma_star": [], "fresh_mse": [],
            "fresh_bayes_mse": [], "min_train_mse": [], "min_test_mse": [], "theory_mse_at_gamma_star": [],
            "theory_mse_at_one_third": [], "theory_mse_at_learned_gamma": []}
     for L in cfg["L"]:
@@ -303,7 +297,7 @@ def _fig4a_combine(cfg, units):
 
 
 def _fig4b_config(quick):
-    return {"L": [29, 49, 499], "d": list(range(1, 16)), "epochs": 100, "n_eval": 1000 if quick else 2000}
+    return {"L": list(FIG4B_L), "d": list(FIG4B_D), "epochs": EPOCHS["linear"], "n_eval": 1000 if quick else 2000}
 
 
 def _fig4b_plan(cfg, seed):

@@ -13,7 +13,8 @@ import numpy as np
 
 from .attention import attention
 from .energy import softmax
-from .experiments_train import A_SEED, L_PAPER, _fig3_config, _fig3_data_seed, _fig3_run, make_task, transform_matrix
+from .experiments_train import A_SEED, _fig3_config, _fig3_data_seed, _fig3_run, make_task, transform_matrix
+from .paper import FIG8_EPOCHS, L_PAPER, N, THEORY_POINT
 from .runner import derive_seed
 from .train import split_prompts
 
@@ -27,7 +28,8 @@ def fit_scalar(W, T) -> dict:
     return {"scale": c, "rel_residual": float(np.linalg.norm(W - c * T) / np.linalg.norm(W))}
 
 
-def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fraction=0.2, check=(1.3, 4.0)) -> dict:
+def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fraction=0.2, check=(1.3, 4.0),
+                   theory=(THEORY_POINT["alpha"], THEORY_POINT["beta"])) -> dict:
     """Loss of W_KQ = βI, W_PV = αI on the Fig. 3 training set, for every β in ``betas`` and every α (Fig. 6).
 
     For fixed β the output is α u_b(β) with u_b = X_b softmax(β X_bᵀ x̃_b), so the MSE is the quadratic
@@ -35,6 +37,8 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
     β
     gives the whole α axis exactly. The dataset is the one :func:`icdmin.train.train` draws for ``data_seed``.
     ``check`` = (α, β) is evaluated once through :func:`icdmin.attention.attention` as a cross-check.
+    ``theory_minus_min``: the per-prompt loss at ``theory`` (Eq. 13's (1, 1/σZ²)) minus the loss at the grid's
+    valley minimum, mean and standard error over the prompts (paired: same prompts).
     """
     task = make_task(case)
     tr, _ = split_prompts(task, L=L, data_seed=data_seed, n_prompts=n_prompts, test_fraction=test_fraction)
@@ -52,14 +56,25 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
     u = np.einsum("bnl,bl->bn", X, softmax(beta_c * scores, axis=-1))
     quad = float((alpha_c**2 * np.mean(np.sum(u * u, 1)) - 2 * alpha_c * np.mean(np.sum(u * x, 1)) + c) / n)
     bayes = float(np.mean((task.posterior_mean(tr) - x) ** 2))  # equals train(...).bayes_train_mse (same data)
+    a_arr, b_arr = np.array(a), np.array(b)
+    k = int(np.argmax(np.where(a_arr > 0, b_arr**2 / np.where(a_arr > 0, a_arr, 1), 0.0)))  # valley minimum
+    alpha_k = b_arr[k] / a_arr[k] if a_arr[k] > 0 else 0.0
+    diff = _per_prompt_loss(X, q, x, scores, *theory) - _per_prompt_loss(X, q, x, scores, alpha_k, betas[k])
     return {"betas": list(betas), "a": a, "b": b, "c": c, "n": n, "n_prompts": int(X.shape[0]),
-            "check_rel_diff": abs(direct - quad) / direct, "bayes_train_mse": bayes}
+            "check_rel_diff": abs(direct - quad) / direct, "bayes_train_mse": bayes,
+            "theory_minus_min": {"mse": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(diff.size))}}
+
+
+def _per_prompt_loss(X, q, x, scores, alpha, beta) -> np.ndarray:
+    """Squared error per coordinate of W_KQ = βI, W_PV = αI on each prompt: (B,)."""
+    u = np.einsum("bnl,bl->bn", X, softmax(beta * scores, axis=-1))  # (B, n)
+    return np.mean((alpha * u - x) ** 2, axis=1)
 
 # --------------------------------------------------------------------------------------------------- Fig. 6
 def _fig6_config(quick):
     cfg = _fig3_config(quick)
     return {"fig3": cfg, "betas": np.round(np.linspace(0.0, 12.0, 41 if quick else 121), 6).tolist(),
-            "alphas": np.round(np.linspace(0.0, 3.0, 50), 6).tolist(), "theory_point": {"alpha": 1.0, "beta": 10.0}}
+            "alphas": np.round(np.linspace(0.0, 3.0, 50), 6).tolist(), "theory_point": dict(THEORY_POINT)}
 
 
 def _fig6_plan(cfg, seed):
@@ -99,6 +114,7 @@ def _fig6_combine(cfg, units):
             "trained": {"alpha": tr["alpha"], "beta": tr["beta"], "loss": float(loss(tr["alpha"], tr["beta"]))},
             "theory": {"alpha": th["alpha"], "beta": th["beta"], "loss": float(loss(th["alpha"], th["beta"]))},
             "check_rel_diff": ls["check_rel_diff"], "n_prompts": ls["n_prompts"],
+            "theory_minus_min": ls["theory_minus_min"],
         }
         for name in ("grid_min", "valley_min", "trained", "theory"):
             v = out[case][name]
@@ -108,7 +124,7 @@ def _fig6_combine(cfg, units):
 
 # --------------------------------------------------------------------------------------------------- Fig. 8
 def _fig8_config(quick):
-    return {"epochs": 150 if quick else 500, "A_seed": A_SEED, "n": 16, "n_fresh": 1000, "eval_every": 10}
+    return {"epochs": 150 if quick else FIG8_EPOCHS, "A_seed": A_SEED, "n": N, "n_fresh": 1000, "eval_every": 10}
 
 
 def _fig8_plan(cfg, seed):
