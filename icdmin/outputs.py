@@ -23,8 +23,8 @@ import sys
 import tempfile
 import textwrap
 
-__all__ = ["MANIFEST", "check_out_dir", "csv_text", "drop_temp_dir", "format_verdicts", "move_into", "provenance",
-           "remove_stale", "temp_dir", "write_atomic", "write_manifest"]
+__all__ = ["MANIFEST", "Folder", "check_out_dir", "csv_text", "format_verdicts", "provenance", "remove_stale",
+           "write_atomic", "write_manifest"]
 
 MANIFEST = "manifest.json"
 _TOOL = "icdmin reproduce"  # written into the manifest: only such manifests are trusted for clean-up
@@ -77,25 +77,6 @@ def write_atomic(out: str, name: str, data) -> str:
     return os.path.join(out, name)
 
 
-def move_into(out: str, src: str) -> str:
-    """Rename the file ``src`` (in a temporary folder inside ``out``) to ``out/<its name>``; return the path."""
-    name = os.path.basename(src)
-    if not _plain_name(name):
-        raise ValueError(f"src: expected a file with a bare name, got {src!r}")
-    os.replace(src, os.path.join(out, name))
-    return os.path.join(out, name)
-
-
-def temp_dir(out: str) -> str:
-    """A new hidden temporary folder inside ``out`` (for writers that take a folder, e.g. the figures)."""
-    return tempfile.mkdtemp(dir=out, prefix=".icdmin-tmp-")
-
-
-def drop_temp_dir(path: str) -> None:
-    """Remove a folder made by :func:`temp_dir` and whatever is left in it."""
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -141,6 +122,43 @@ def remove_stale(out: str, keep) -> list[str]:
         os.remove(path)
         removed.append(name)
     return removed
+
+
+class Folder:
+    """An output folder being written: every file through :func:`write_atomic`, the names written so far, and at
+    the end :meth:`close` (the earlier run's leftovers removed, the manifest written)."""
+
+    def __init__(self, out: str):
+        self.out, self.written = out, []
+
+    def write(self, name: str, content) -> None:
+        """Write ``content`` (text, or a dict written as sorted, indented JSON) to ``out/name``."""
+        if isinstance(content, dict):
+            content = json.dumps(content, sort_keys=True, indent=1, allow_nan=False) + "\n"
+        write_atomic(self.out, name, content)
+        self.written += [] if name in self.written else [name]
+
+    def write_rendered(self, render):
+        """Call ``render(folder) -> paths or None`` on a temporary folder inside ``out``, then rename each file
+        into ``out`` (for writers that take a folder and would follow a symlink, e.g. matplotlib). Returns paths."""
+        tmp = tempfile.mkdtemp(dir=self.out, prefix=".icdmin-tmp-")
+        try:
+            paths = render(tmp)
+            for path in paths or []:
+                name = os.path.basename(path)
+                if not _plain_name(name) or os.path.dirname(os.path.abspath(path)) != os.path.abspath(tmp):
+                    raise ValueError(f"render: expected files directly in {tmp!r}, got {path!r}")
+                os.replace(path, os.path.join(self.out, name))
+                self.written += [] if name in self.written else [name]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return paths
+
+    def close(self) -> list[str]:
+        """Remove the earlier run's leftovers (:func:`remove_stale`), write the manifest; return the removed names."""
+        removed = remove_stale(self.out, set(self.written))
+        write_manifest(self.out, self.written)
+        return removed
 
 
 def csv_text(table: dict) -> str:

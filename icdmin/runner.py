@@ -7,11 +7,10 @@ requested by two experiments (e.g. the Fig. 3 run reused by Fig. 6) run once. Ev
 seeds written into its arguments by the planner, derived from the master seed and the unit's *name* (never from the
 worker or the order of completion), so ``results.json`` does not depend on ``jobs``.
 
-Outputs in ``out`` (written by :mod:`icdmin.outputs`: temporary file + rename, ``manifest.json``): ``results.json``
-(sorted keys, floats rounded to ``SIG_DIGITS`` significant digits; wall times only under ``timings`` and the
-machine, versions and command line only under ``provenance``, so two runs with the same seed are byte-identical
-apart from those two keys), one CSV per experiment, PNG figures when matplotlib is installed. Ctrl-C kills the
-workers, keeps the experiments that finished (``meta.complete`` false) and returns 130.
+Outputs in ``out`` (by :mod:`icdmin.outputs`, with ``manifest.json``): ``results.json`` (sorted keys, floats rounded
+to ``SIG_DIGITS`` significant digits; wall times only under ``timings``, machine, versions and command line only under
+``provenance``: two runs with the same seed are byte-identical apart from those two keys), one CSV per experiment,
+PNG figures when matplotlib is installed. Ctrl-C kills the workers and keeps the experiments that finished.
 """
 
 from __future__ import annotations
@@ -66,21 +65,21 @@ def plain(obj, sig: int = SIG_DIGITS):
     raise TypeError(f"results must be plain data, got {type(obj).__name__}")
 
 
-def _check_int(name: str, value, low: int) -> int:
+def _check_int(name: str, value, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer >= {low}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+        raise TypeError(f"{name}: expected an integer from {low} to {high}, got {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}: expected an integer from {low} to {high}, got {value}")
     return int(value)
 
 
 def check_args(out, *, quick=False, only=None, jobs=2, seed=0, strict=True) -> dict:
     """Validate :func:`run`'s arguments before any compute; return them with ``only`` as a list of experiment names.
 
-    ``only``: None (every experiment) or a non-empty list of names of ``EXPERIMENTS`` or ``ALIASES``. ``jobs`` >= 1,
-    ``seed`` in [0, 2**32), ``quick`` and ``strict`` booleans. ``out`` is checked last (it is created and a test file
-    is written and removed in it): see :func:`icdmin.outputs.check_out_dir`. Raises TypeError / ValueError naming
-    the argument.
+    ``only``: None (every experiment) or a non-empty list of names of ``EXPERIMENTS`` or ``ALIASES``; ``jobs`` in
+    [1, 1024]; ``seed`` in [0, 2**32); ``quick``, ``strict``: booleans. ``out`` is checked last (it is created and a
+    test file written and removed in it, :func:`icdmin.outputs.check_out_dir`). Raises TypeError / ValueError whose
+    message starts with the argument's name.
     """
     from .experiments import ALIASES, EXPERIMENTS
 
@@ -98,10 +97,7 @@ def check_args(out, *, quick=False, only=None, jobs=2, seed=0, strict=True) -> d
             raise ValueError(f"only: unknown experiment(s) {unknown}; choose from {names} or {sorted(ALIASES)}")
         wanted = {m for x in only for m in ALIASES.get(x, (x,))}
         names = [x for x in names if x in wanted]
-    jobs = _check_int("jobs", jobs, 1)
-    seed = _check_int("seed", seed, 0)
-    if seed >= 2**32:
-        raise ValueError(f"seed: expected an integer < 2**32, got {seed}")
+    jobs, seed = _check_int("jobs", jobs, 1, 1024), _check_int("seed", seed, 0, 2**32 - 1)
     out = outputs.check_out_dir(out)
     return dict(out=out, quick=bool(quick), only=names, jobs=jobs, seed=seed, strict=bool(strict))
 
@@ -148,7 +144,7 @@ class _Run:
                 self.units.setdefault(key, (fn, kwargs, cost))
         self.waiting = {name: {key for key, _, _ in plan.values()} for name, plan in self.plans.items()}
         self.done, self.seconds, self.results, self.timings = {}, {}, {}, {}
-        self.written, self.pool, self.t_start = [], None, time.perf_counter()
+        self.folder, self.pool, self.t_start = outputs.Folder(out), None, time.perf_counter()
         self.provenance = outputs.provenance()
 
     def finish(self, key, value, seconds) -> None:
@@ -179,13 +175,18 @@ class _Run:
         self.pool = workers.start_pool(self.jobs)
         futures = workers.submit_all(self.pool, [(run_unit, *self.units[k][:2]) for k in order], order)
         last = time.perf_counter()
-        for fut in cf.as_completed(futures):
-            self.finish(futures[fut], *fut.result())
-            if time.perf_counter() - last > 15 and len(self.done) < len(self.units):  # a heartbeat
-                last = time.perf_counter()
-                running = [n for n in self.names if n not in self.results]
-                print(f"[{last - self.t_start:6.1f} s] {len(self.done)}/{len(self.units)} units done; waiting on: "
-                      f"{', '.join(running)}", flush=True)
+        try:
+            for fut in cf.as_completed(futures):
+                self.finish(futures[fut], *fut.result())
+                if time.perf_counter() - last > 15 and len(self.done) < len(self.units):  # a heartbeat
+                    last = time.perf_counter()
+                    running = [n for n in self.names if n not in self.results]
+                    print(f"[{last - self.t_start:6.1f} s] {len(self.done)}/{len(self.units)} units done; "
+                          f"waiting on: {', '.join(running)}", flush=True)
+        except Exception:  # a unit failed: stop the others now rather than at exit (Ctrl-C: see `interrupted`)
+            workers.kill_pool(self.pool)
+            self.pool = None
+            raise
         self.pool.shutdown()
         self.pool = None
 
@@ -200,37 +201,29 @@ class _Run:
         return plain({"meta": meta, "results": {n: self.results[n] for n in finished}, "verdicts": table,
                       "timings": timings, "provenance": self.provenance})
 
-    def write(self, name: str, text: str) -> None:
-        outputs.write_atomic(self.out, name, text)
-        if name not in self.written:
-            self.written.append(name)
-
-    def write_results(self, doc: dict) -> None:
-        self.write("results.json", json.dumps(doc, sort_keys=True, indent=1, allow_nan=False) + "\n")
-
     def write_tables(self) -> None:
         for name in self.names:
             if self.results.get(name, {}).get("table"):
-                self.write(f"{name}.csv", outputs.csv_text(self.results[name]["table"]))
+                self.folder.write(f"{name}.csv", outputs.csv_text(self.results[name]["table"]))
 
-    def draw(self, doc: dict):
-        """Render the figures into a temporary folder inside ``out``, then rename each PNG into place."""
+    def publish(self):
+        """Verdicts, results.json (before any drawing), the table, figures, manifest; (table, pictures, removed)."""
+        from . import verdicts
+
+        table = verdicts.verdicts(self.results, quick=self.quick)
+        self.write_tables()
+        self.folder.write("results.json", self.document(table, compute_wall_s=time.perf_counter() - self.t_start))
+        held = sum(row["holds"] for row in table)
+        print(f"\n{outputs.format_verdicts(plain(table))}\n\n{held}/{len(table)} claims hold within their stated "
+              "tolerance.", flush=True)
+        t_fig = time.perf_counter()
         from . import figures
 
-        tmp = outputs.temp_dir(self.out)
-        try:
-            pictures = figures.render(doc, tmp)
-            for path in pictures or []:
-                self.written.append(os.path.basename(outputs.move_into(self.out, path)))
-        finally:
-            outputs.drop_temp_dir(tmp)
-        return pictures
-
-    def close(self) -> list[str]:
-        """Delete the earlier run's leftovers (see :func:`icdmin.outputs.remove_stale`); write the manifest."""
-        removed = outputs.remove_stale(self.out, set(self.written))
-        outputs.write_manifest(self.out, self.written)
-        return removed
+        pictures = self.folder.write_rendered(lambda folder: figures.render(self.document(table), folder))
+        self.total_s = time.perf_counter() - self.t_start
+        self.folder.write("results.json", self.document(table, compute_wall_s=t_fig - self.t_start, total_wall_s=self.total_s,
+                                                 figures_s=time.perf_counter() - t_fig))
+        return table, pictures, self.folder.close()
 
     def interrupted(self) -> int:
         """After Ctrl-C: kill the workers, keep what finished (marked incomplete), say so in one line; 130."""
@@ -238,15 +231,15 @@ class _Run:
         try:
             if self.pool is not None:
                 workers.kill_pool(self.pool)
-            kept = [n for n in self.names if n in self.results]
-            if "results.json" in self.written:  # all experiments had finished: Ctrl-C came while drawing
+            if "results.json" in self.folder.written:  # all experiments had finished: Ctrl-C came while drawing
                 message = "results.json is complete; figures drawn so far are kept"
             else:
                 self.write_tables()
-                self.write_results(self.document([], compute_wall_s=time.perf_counter() - self.t_start))
+                self.folder.write("results.json", self.document([], compute_wall_s=time.perf_counter() - self.t_start))
+                kept = [n for n in self.names if n in self.results]
                 what = ", ".join(kept) if kept else "no experiment had finished"
                 message = f"kept {len(kept)} of {len(self.names)} experiment(s) ({what}), marked incomplete"
-            self.close()
+            self.folder.close()
             print(f"\ninterrupted: {message} in {os.path.join(self.out, 'results.json')}", file=sys.stderr,
                   flush=True)
         finally:
@@ -261,8 +254,6 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
     Arguments as in :func:`check_args` (validated first, TypeError / ValueError before any compute). Returns 0 when
     every claim holds (or ``strict`` is False), 1 when one fails, 130 after Ctrl-C (the finished experiments kept).
     """
-    from . import verdicts
-
     args = check_args(out, quick=quick, only=only, jobs=jobs, seed=seed, strict=strict)
     names, out, mode = args["only"], args["out"], "quick" if args["quick"] else "default"
     print(f"icdmin reproduce: {len(names)} experiments ({', '.join(names)}), {mode} mode, seed {args['seed']}, "
@@ -272,18 +263,7 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
         r = _Run(out, args["quick"], names, args["seed"], args["jobs"])
         workers.announce_compile()
         r.execute()
-        table = verdicts.verdicts(r.results, quick=args["quick"])
-        r.write_tables()
-        r.write_results(r.document(table, compute_wall_s=time.perf_counter() - r.t_start))  # safe before drawing
-        print("\n" + outputs.format_verdicts(plain(table)))
-        held = sum(row["holds"] for row in table)
-        print(f"\n{held}/{len(table)} claims hold within their stated tolerance.", flush=True)
-        t_fig = time.perf_counter()
-        pictures = r.draw(r.document(table))
-        total = time.perf_counter() - r.t_start
-        r.write_results(r.document(table, compute_wall_s=t_fig - r.t_start, figures_s=time.perf_counter() - t_fig,
-                                   total_wall_s=total))
-        removed = r.close()
+        table, pictures, removed = r.publish()
     except KeyboardInterrupt:
         if r is None:
             print("\ninterrupted before any experiment started: nothing written", file=sys.stderr, flush=True)
@@ -294,8 +274,10 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
         print(f"figures: {', '.join(os.path.basename(p) for p in pictures)}")
     if removed:
         print(f"removed {len(removed)} file(s) of an earlier run: {', '.join(removed)}")
-    csvs = len([name for name in r.written if name.endswith(".csv")])
-    print(f"wrote {out}/results.json, {csvs} CSV file(s) and manifest.json in {total:.1f} s wall", flush=True)
+    csvs = len([name for name in r.folder.written if name.endswith(".csv")])
+    print(f"wrote {out}/results.json, {csvs} CSV file(s) and manifest.json in "
+          f"{r.total_s:.1f} s wall", flush=True)
+    held = sum(row["holds"] for row in table)
     if held < len(table) and args["strict"]:
         print(f"reproduce: {len(table) - held} claim(s) failed: exit code 1 (--no-strict: 0)", file=sys.stderr)
         return 1

@@ -45,8 +45,11 @@ def init_worker(threads: int) -> None:
     from . import experiments  # noqa: F401  (imports the library, and numba if present, once per worker)
 
     numba = sys.modules.get("numba")
-    if numba is not None and not numba.config.DISABLE_JIT:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    if numba is None or numba.config.DISABLE_JIT:
+        return
+    if "NUMBA_THREADING_LAYER" not in os.environ and str(numba.config.THREADING_LAYER) == "default":
+        numba.config.THREADING_LAYER = "forksafe"  # the kernels' own choice (icdmin._kernels), made before the
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # threads start here
 
 
 def kill_pool(pool) -> None:
@@ -55,8 +58,11 @@ def kill_pool(pool) -> None:
     if kill is not None:
         kill()
     else:
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in procs:
             proc.kill()
+        for proc in procs:
+            proc.join(timeout=2)  # SIGKILL is immediate; this only reaps them (no zombies)
     pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -213,3 +213,20 @@ def test_sigint_stops_reproduce_promptly_at_default_jobs(tmp_path):
     doc = _load(out / "results.json")
     assert doc["meta"]["complete"] is False and f"kept {len(doc['results'])} of " in line
     assert all(name in line for name in doc["results"])
+
+
+def test_workers_get_their_thread_count_without_touching_the_environment():
+    numba = pytest.importorskip("numba")
+    if numba.config.DISABLE_JIT:
+        pytest.skip("no Numba threads without the JIT")
+    from icdmin import workers
+
+    environ = dict(os.environ)
+    pool = workers.start_pool(2)
+    try:
+        futures = workers.submit_all(pool, [(numba.get_num_threads,), (os.getpid,)], ["threads", "pid"])
+        got = {key: fut.result(timeout=60) for fut, key in futures.items()}
+    finally:
+        pool.shutdown()
+    assert got["threads"] == max(1, min((os.cpu_count() or 1) // 2, numba.config.NUMBA_NUM_THREADS))
+    assert got["pid"] != os.getpid() and dict(os.environ) == environ
