@@ -11,18 +11,21 @@ import os
 
 import numpy as np
 
+from .paper import CASE_TITLES as PAPER_TITLES
+from .paper import TASK_PARAMS
+
 __all__ = ["render"]
 
-CASE_TITLES = {"linear": "Case 1: linear subspaces (d=8, σ₀²=2, σ_Z²=1)",
-               "sphere": "Case 2: 8-spheres (R=1, σ_Z²=0.1)",
-               "gmm": "Case 3: Gaussian mixtures (K=8, σ₀²=0.02, σ_Z²=0.1)"}
+_SYMBOL = {"d": "d", "K": "K", "R": "R", "sigma2_0": "σ₀²", "sigma2_z": "σ_Z²"}
+CASE_TITLES = {case: f"{title} ({', '.join(f'{_SYMBOL[k]}={v:g}' for k, v in TASK_PARAMS[case].items() if k != 'n')})"
+               for case, title in PAPER_TITLES.items()}  # e.g. "Case 1: linear subspaces (d=8, σ₀²=2, σ_Z²=1)"
 KIND_STYLE = {"softmax": dict(color="C0", marker="o"), "linear": dict(color="C1", marker="^")}
 
 
 def _fig3(plt, r, cfg):
     cases = r["cases"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), constrained_layout=True)
-    ylims = {"linear": (0.2, 1.1), "sphere": (0.026, 0.0673), "gmm": (0.018, 0.09)}  # the paper's ranges (§5.4)
+    ylims = {"linear": (0.2, 1.1), "sphere": (0.026, 0.0673), "gmm": (0.018, 0.09)}  # the authors' plot ranges (Fig. 3 scripts)
     for ax, case in zip(axes, ("linear", "sphere", "gmm")):
         c = cases[case]
         for kind, run in c["runs"].items():
@@ -88,7 +91,7 @@ def _fig4a(plt, r, cfg):
     a1.set_title("Fig. 4(a): linear attention on Case 1 vs context length L (800 training prompts)")
     a2.plot(L, r["fresh_mse"], "^-", color="C1", label="trained model, fresh prompts")
     a2.plot(L, r["min_test_mse"], "v", color="C1", alpha=0.5, label="trained model, min test MSE over training")
-    a2.plot(L, r["theory_mse_at_gamma_star"], "k-", label="theory: γ*(L) Ŝ x̃ (PAPER.md §3.6)")
+    a2.plot(L, r["theory_mse_at_gamma_star"], "k-", label="theory: finite-L optimum γ*(L) (linear_risk)")
     a2.axhline(r["bayes"], color="C6", lw=2, label="Bayes optimal = 1/3")
     a2.set_xlabel("context length L (clean tokens)")
     a2.set_ylabel("MSE per coordinate")
@@ -155,7 +158,7 @@ def _fig5_bars(plt, r, cfg):
         ax.set_ylabel("MSE per coordinate (± s.e.)")
         s = tab["setting"]
         ax.set_title(f"{case}: L={s['L']}, α={s['alpha']:g}, β={s['beta']:g}, {s['batch']} prompts", fontsize=9)
-    fig.suptitle("§4 / Fig. 5: one descent step (green) vs iterating, converging, exact retrieval, the oracle (pink)")
+    fig.suptitle("paper §4 / Fig. 5: one descent step (green) vs iterating, converging, exact retrieval, the oracle (pink)")
     return fig
 
 

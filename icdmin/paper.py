@@ -24,8 +24,8 @@ __all__ = [
 
 ARXIV = "arXiv 2502.05164"
 CODE = "mattsmart/in-context-denoising at commit c8aaeb3"
-MEASURED = ("measured by running the authors' code unchanged on a 2-core CPU, torch 2.13 CPU build, seed 0 (1000 "
-            "prompts split 800/200; 'fresh' = 5000 new prompts)")
+MEASURED = (f"measured by running the authors' code ({CODE}) unchanged on a 2-core CPU, torch 2.13 CPU build, "
+            "seed 0 (1000 prompts split 800/200; 'fresh' = 5000 new prompts)")
 
 # ------------------------------------------------------------------------------------------------ settings
 N = 16  # ambient token dimension n

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icdmin import experiments
+from icdmin import experiments, paper
 from icdmin.experiments_energy import _fit_slope
 from icdmin.experiments_train import transform_matrix, unit_baselines, unit_train
 from icdmin.experiments_weights import fit_scalar, unit_landscape
@@ -32,6 +32,7 @@ EXPECTED_KEYS = {
     "fig8": {"A", "linear/clean", "linear/transformed", "softmax/clean", "softmax/transformed", "table"},
     "thm31": {"L", "deviation", "fit", "table"},
     "prop32": {"eps", "error", "fit", "table"},
+    "oracle": {"linear", "sphere", "gmm", "table"},
 }
 CASE_KEYS = {"baselines", "runs", "params", "title"}
 RUN_KEYS = {"epoch", "train", "test", "alpha", "beta", "gamma", "offdiag_KQ", "offdiag_PV", "fresh_mse",
@@ -108,10 +109,11 @@ def test_a_different_seed_changes_the_results(tmp_path):
     assert _load(a)[1]["results"] != _load(b)[1]["results"]
 
 
-def test_only_rejects_unknown_names_and_bad_jobs(tmp_path, capsys):
-    assert experiments.reproduce(str(tmp_path), only=["fig99"]) == 2
-    assert "unknown experiment" in capsys.readouterr().err
-    assert experiments.reproduce(str(tmp_path), only=["prop32"], jobs=0) == 2
+def test_only_rejects_unknown_names_and_bad_jobs(tmp_path):
+    with pytest.raises(ValueError, match="only: unknown experiment"):
+        experiments.reproduce(str(tmp_path), only=["fig99"])
+    with pytest.raises(ValueError, match="jobs"):
+        experiments.reproduce(str(tmp_path), only=["prop32"], jobs=0)
     assert not os.path.exists(os.path.join(tmp_path, "results.json"))
 
 
@@ -198,3 +200,22 @@ def test_units_see_the_same_prompts_as_train(case):
     if case != "linear":
         land = unit_landscape(case, data_seed=5, betas=[1.0], L=12)
         assert land["bayes_train_mse"] == pytest.approx(run["bayes_train_mse"], rel=1e-12)
+
+
+def test_every_paper_setting_and_number_names_its_source():
+    """icdmin.paper: each public name has a source naming the paper (arXiv id) or the authors' code/commit."""
+    assert set(paper.SOURCES) == set(paper.__all__) - {"SOURCES"}
+    for name, source in paper.SOURCES.items():
+        assert hasattr(paper, name), name
+        assert "2502.05164" in source or "c8aaeb3" in source, (name, source)
+        assert ".md" not in source, (name, source)  # no file outside the repository
+
+
+@pytest.mark.parametrize("case", ["linear", "sphere", "gmm"])
+def test_landscape_theory_minus_min_is_paired_and_zero_at_the_minimum(case):
+    """Fig. 6: the theory point's excess over the grid's valley minimum is >= 0, and 0 at the minimum itself."""
+    res = unit_landscape(case, data_seed=3, betas=[1.0, 4.0, 10.0], L=30, n_prompts=60, theory=(1.0, 10.0))
+    assert res["theory_minus_min"]["mse"] >= -1e-15 and res["theory_minus_min"]["se"] >= 0
+    one = unit_landscape(case, data_seed=3, betas=[4.0], L=30, n_prompts=60)
+    at_min = unit_landscape(case, data_seed=3, betas=[4.0], L=30, n_prompts=60, theory=(one["b"][0] / one["a"][0], 4.0))
+    assert abs(at_min["theory_minus_min"]["mse"]) < 1e-12
