@@ -17,8 +17,9 @@ process pool and write everything to JSON. Every random draw inside a unit comes
 | fig8   | Fig. 8, App. H | a global transform A: learned W_PV ~ A^-1, W_KQ ~ (A A^T)^-1                    |
 | thm31  | Thm. 3.1       | softmax attention (1, 1/sigma2_z) -> oracle as L grows (experiments_energy)   |
 | prop32 | Prop. 3.2      | small-epsilon expansion error O(eps) (experiments_energy)                     |
+| oracle | Eqs. 3, 6, 7   | the oracles vs an independent Monte-Carlo posterior mean (experiments_energy) |
 
-Case names: "linear" (Case 1), "sphere" (Case 2), "gmm" (Case 3), at the paper's settings (PAPER.md §5.1).
+Case names: "linear" (Case 1), "sphere" (Case 2), "gmm" (Case 3), at the paper's settings (:mod:`icdmin.paper`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Callable, NamedTuple
 from .experiments_energy import (  # noqa: F401  (unit functions must be attributes of this module)
     ENERGY_EXPERIMENTS,
     unit_circle_landscape,
+    unit_oracle_check,
     unit_prop32,
     unit_retrieval,
     unit_thm31,
@@ -51,7 +53,7 @@ EXPERIMENTS: dict[str, Experiment] = {}
 for _name, _spec in (*TRAIN_EXPERIMENTS.items(), *WEIGHT_EXPERIMENTS.items(), *ENERGY_EXPERIMENTS.items()):
     EXPERIMENTS[_name] = Experiment(*_spec)
 EXPERIMENTS = {name: EXPERIMENTS[name] for name in ("fig3", "fig4a", "fig4b", "fig5", "fig6", "fig8", "thm31",
-                                                      "prop32")}
+                                                      "prop32", "oracle")}
 ALIASES = {"fig4": ("fig4a", "fig4b"), "fig7": ("fig3",)}  # Fig. 7 is the linear-attention half of fig3
 
 
