@@ -230,3 +230,25 @@ def test_workers_get_their_thread_count_without_touching_the_environment():
         pool.shutdown()
     assert got["threads"] == max(1, min((os.cpu_count() or 1) // 2, numba.config.NUMBA_NUM_THREADS))
     assert got["pid"] != os.getpid() and dict(os.environ) == environ
+
+
+def test_compile_notice_only_while_numba_cache_is_cold(tmp_path, monkeypatch, capsys):
+    numba = pytest.importorskip("numba")
+    if numba.config.DISABLE_JIT:
+        pytest.skip("nothing is compiled without the JIT")
+    import importlib.util
+
+    from icdmin import workers
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "cache"))  # read when the dispatcher is made
+    source = tmp_path / "fake_kernels.py"
+    source.write_text("import numba\n\n@numba.njit(cache=True)\ndef twice(x):\n    return 2 * x\n")
+    spec = importlib.util.spec_from_file_location("fake_kernels", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "icdmin._kernels", module)
+    workers.announce_compile()
+    assert "compiling Numba kernels" in capsys.readouterr().out
+    assert module.twice(2) == 4  # compiles and writes the on-disk cache
+    workers.announce_compile()
+    assert capsys.readouterr().out == ""
