@@ -49,10 +49,29 @@ def _gradcheck(args) -> int:
 
 
 def _train(args) -> int:
+    from .train_cli import check_dirs, evaluate_saved, load_run
     from .train_cli import main as train_main
 
-    return train_main(args.task, args.kind, seed=args.seed, epochs=args.epochs, L=args.L, online=args.online,
-                      model=args.model, n_fresh=args.n_fresh, data_seed=args.data_seed, eval_every=args.eval_every)
+    problem = check_dirs(save=args.save, load=args.load)
+    if problem:
+        args.parser.error(problem)
+    if args.load is not None:
+        try:
+            run = load_run(args.load)
+        except (OSError, ValueError) as err:
+            args.parser.error(f"argument --load: {err}")
+        return evaluate_saved(args.load, run, n_fresh=args.n_fresh)
+    try:
+        return train_main(args.task, args.kind, seed=args.seed, epochs=args.epochs, L=args.L, online=args.online,
+                          model=args.model, n_fresh=args.n_fresh, data_seed=args.data_seed,
+                          eval_every=args.eval_every, save=args.save)
+    except SystemError as err:  # Ctrl-C inside a Numba kernel: "returned a result with an exception set"
+        cause = err
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__  # a chain of SystemErrors with the Ctrl-C at its root
+        if cause is None:
+            raise
+        raise KeyboardInterrupt from None
 
 
 def _at_least(low: int):
@@ -102,15 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("subspace", "sphere", "gmm"), default="subspace")
     p.add_argument("--kind", choices=("linear", "softmax"), default=None,
                    help="attention kind (default: linear for subspace, softmax otherwise)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed (default: 0)")
-    p.add_argument("--data-seed", type=int, default=None, help="dataset seed (default: --seed)")
-    p.add_argument("--epochs", type=int, default=None, help="default: 100 (subspace) or 200 (paper protocol)")
-    p.add_argument("--L", type=int, default=499, help="clean context tokens per prompt (default: 499)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="initialisation and batch-order seed (default: 0)")
+    p.add_argument("--data-seed", type=_at_least(0), default=None, help="dataset seed (default: --seed)")
+    p.add_argument("--epochs", type=_at_least(1), default=None,
+                   help="default: 100 (subspace) or 200 (paper protocol)")
+    p.add_argument("--L", type=_at_least(1), default=499, help="clean context tokens per prompt (default: 499)")
     p.add_argument("--model", choices=("full", "identity"), default="full")
     p.add_argument("--online", action="store_true", help="a fresh batch of prompts every step")
-    p.add_argument("--n-fresh", type=int, default=0, help="also evaluate on this many fresh prompts")
-    p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (default: 1)")
-    p.set_defaults(func=_train)
+    p.add_argument("--n-fresh", type=_at_least(0), default=0, help="also evaluate on this many fresh prompts")
+    p.add_argument("--eval-every", type=_at_least(1), default=1, help="epochs between evaluations (default: 1)")
+    io = p.add_mutually_exclusive_group()
+    io.add_argument("--save", default=None, metavar="DIR", help="write DIR/weights.npz and DIR/history.json")
+    io.add_argument("--load", default=None, metavar="DIR",
+                    help="evaluate the weights saved in DIR on that run's test prompts (no training)")
+    p.set_defaults(func=_train, parser=p)
     return parser
 
 
