@@ -225,7 +225,9 @@ def _check_logits(z, axis):
     z = as_float_array("z", z, finite=False, complex_ok=True)
     if z.ndim == 0:
         raise ValueError("z must have at least one dimension, got a scalar")
-    axis = check_int("axis", axis, minimum=-z.ndim, maximum=z.ndim - 1)
+    axis = check_int("axis", axis)
+    if not -z.ndim <= axis < z.ndim:
+        raise ValueError(f"axis {axis} is out of range for z of shape {z.shape}")
     if z.shape[axis] == 0:
         raise ValueError(f"z must be non-empty along axis {axis}, got shape {z.shape}")
     if np.any(np.isnan(z)) or np.any(z.real == np.inf) or np.any(np.isinf(z.imag)):

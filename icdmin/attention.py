@@ -157,7 +157,11 @@ def mse_forward(out, x):
     x = as_float_array("x", x, ndim=(1, 2), complex_ok=True)
     if out.shape != x.shape or out.size == 0:
         raise ValueError(f"out and x must have one non-empty shape, got {out.shape} and {x.shape}")
-    return _mse_forward(out, x)
+    with np.errstate(all="ignore"):
+        loss, diff = _mse_forward(out, x)
+    if not np.isfinite(loss):
+        raise ValueError("mse_forward: non-finite loss from finite inputs (overflow: reduce the scale of out or x)")
+    return loss, diff
 
 
 def _mse_forward(out, x):
@@ -170,7 +174,11 @@ def mse_backward(diff):
     diff = as_float_array("diff", diff, ndim=(1, 2), complex_ok=True)
     if diff.size == 0:
         raise ValueError("diff must not be empty")
-    return _mse_backward(diff)
+    with np.errstate(all="ignore"):
+        dout = _mse_backward(diff)
+    if not np.all(np.isfinite(dout)):
+        raise ValueError("mse_backward: non-finite result from finite input (overflow: reduce the scale of diff)")
+    return dout
 
 
 def _mse_backward(diff):
@@ -181,6 +189,8 @@ def _mse_backward(diff):
 def loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
     """:func:`loss_and_grads` through the NumPy specification (parity tests, benchmarks, complex-step checks: complex
     input stays complex). Shapes: as :func:`loss_and_grads`."""
+    if x is None:
+        raise TypeError("x must be the clean targets, an array like x_tilde, got None")
     X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
     with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
         loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
@@ -223,7 +233,10 @@ def backend_for(X, kind="softmax") -> str:
     Under ``NUMBA_DISABLE_JIT=1`` the kernels would run as plain Python loops, about a thousand times slower than
     NumPy, so the NumPy specification is used (the kernel tests still call the kernels directly).
     """
-    return "numba" if _kernels.JIT_ENABLED and np.asarray(X).dtype in (np.float64, np.float32) else "numpy"
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    X = as_float_array("X", X, ndim=(2, 3), finite=False, complex_ok=True)  # ints become float64, as in _prepare
+    return "numba" if _kernels.JIT_ENABLED and X.dtype in (np.float64, np.float32) else "numpy"
 
 
 def loss_and_grads(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
@@ -278,16 +291,25 @@ def loss_and_grads_identity(X, x_tilde, x, alpha, beta, kind="softmax"):
     """
     alpha = check_real("alpha", alpha)
     beta = check_real("beta", beta)
-    X3 = as_float_array("X", X, ndim=(2, 3), finite=False)
+    X3 = as_float_array("X", X, ndim=(2, 3), finite=False)  # real only (the traces below are real numbers)
+    as_float_array("x_tilde", x_tilde, ndim=(1, 2), finite=False)
+    as_float_array("x", x, ndim=(1, 2), finite=False)
     eye = np.eye(X3.shape[-2], dtype=X3.dtype)
-    loss, dW_KQ, dW_PV = loss_and_grads(X, x_tilde, x, beta * eye, alpha * eye, kind)
+    try:
+        loss, dW_KQ, dW_PV = loss_and_grads(X, x_tilde, x, beta * eye, alpha * eye, kind)
+    except ValueError as exc:
+        if "overflow" not in str(exc):
+            raise
+        raise ValueError("loss_and_grads_identity: non-finite result from finite inputs (overflow: reduce the scale "
+                         "of X, x_tilde, x, alpha or beta)") from exc
     return loss, float(np.trace(dW_PV)), float(np.trace(dW_KQ))
 
 
 def _non_finite(where, X):
     """After a non-finite result (small inputs were checked up front): name X if it holds NaN/inf, else overflow."""
-    as_float_array("X", X, finite=True)
-    raise ValueError(f"{where}: non-finite result from finite inputs (overflow: reduce the scale of X or the weights)")
+    as_float_array("X", X, finite=True, complex_ok=True)
+    raise ValueError(f"{where}: non-finite result from finite inputs (overflow: reduce the scale of X, x_tilde, x, "
+                     "W_KQ or W_PV)")
 
 
 def _prepare(X, x_tilde, x, W_KQ, W_PV, kind):

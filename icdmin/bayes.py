@@ -188,7 +188,7 @@ def check_weights(weights, K: int, B: int | None = None, *, name: str = "weights
     B = None if B is None else check_int("B", B, minimum=1)
     w = as_float_array(name, weights, ndim=(1, 2))
     if w.shape[-1] != K or (w.ndim == 2 and B is not None and w.shape[0] != B):
-        want = f"({K},)" if B is None else f"({K},) or ({B}, {K})"
+        want = f"(K,) = ({K},)" if B is None else f"(K,) or (B, K) = ({K},) or ({B}, {K})"
         raise ValueError(f"{name} must have shape {want}, got {w.shape}")
     if np.any(w < 0):
         raise ValueError(f"{name} must be >= 0")
@@ -259,7 +259,8 @@ def posterior_mean_gmm_general(x_tilde, centers, sigma2_components, sigma2_z, we
     B, n, K = M.shape
     s2 = as_float_array("sigma2_components", sigma2_components, ndim=(1, 2))
     if s2.shape[-1] != K or (s2.ndim == 2 and s2.shape[0] != B):
-        raise ValueError(f"sigma2_components must have shape ({K},) or ({B}, {K}), got {s2.shape}")
+        raise ValueError(f"sigma2_components must have shape ({K},) or ({B}, {K}) to match centers of shape "
+                         f"{M.shape[1:] if single else M.shape}, got {s2.shape}")
     if np.any(s2 < 0):
         raise ValueError("sigma2_components must be >= 0")
     sz = check_positive("sigma2_z", sigma2_z)
@@ -305,7 +306,7 @@ def linear_risk(n, d, L, sigma2_0, sigma2_z, gamma) -> float:
     L = check_int("L", L, minimum=1)
     s0, sz = check_positive("sigma2_0", sigma2_0), check_positive("sigma2_z", sigma2_z)
     g = check_real("gamma", gamma)
-    total = d * s0 - 2 * g * d * s0**2 + g * g * s0**2 * (1 + (d + 1) / L) * d * (s0 + sz)
+    total = d * s0 - 2 * g * d * s0 * s0 + g * g * s0 * s0 * (1 + (d + 1) / L) * d * (s0 + sz)  # floats: inf, no raise
     return total / n
 
 
@@ -321,6 +322,8 @@ def mc_bayes_risk(task, *, rng, batch, L=1):
     for attr in ("sample", "posterior_mean"):
         if not callable(getattr(task, attr, None)):
             raise TypeError(f"task must have a {attr}() method (an icdmin task), got {type(task).__name__}")
+    if batch * check_int("task.n", getattr(task, "n", None), minimum=1) * L > 2**31:
+        raise ValueError(f"batch * n * L = {batch * task.n * L} context entries (> 2**31): reduce batch or L")
     prompts = task.sample(rng, batch, L)
     with np.errstate(all="ignore"):
         err = np.mean((task.posterior_mean(prompts) - prompts.x) ** 2, axis=1)  # (B,)

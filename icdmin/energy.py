@@ -39,6 +39,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------------
 # shape plumbing: every public function works on s2 (B, n) and X either (n, L) (shared) or (B, n, L)
 
+MAX_STEPS = 10**7  # descend's step budget: far beyond any convergence seen here, small enough to end
 _MIN_CHUNK_ELEMENTS = 2**16  # a shared context's temporaries per chunk: at least this many, else the output's size
 
 
@@ -206,7 +207,7 @@ def descend(s, X, alpha, beta, *, gamma=None, steps=50, tol=None, return_traject
     """Iterate Eq. (17) from s(0) = s: at most ``steps`` steps, stopping early once every |∇E| < ``tol``.
 
     s, X, alpha, beta: as in :func:`energy`; gamma > 0: step size (default α; γ ≤ α never increases the energy);
-    steps >= 0: maximum number of steps; tol > 0 (optional): stop when every state's gradient norm is below it;
+    0 <= steps <= MAX_STEPS: maximum number of steps; tol > 0 (optional): stop when every state's gradient norm is below it;
     return_trajectory: keep every iterate. Every returned array is fresh (never the caller's ``s``).
 
     Shapes: s (n,) | (B, n); X (n, L) | (B, n, L) -> s like s; trajectory (T+1, ...) like s; converged,
@@ -214,7 +215,7 @@ def descend(s, X, alpha, beta, *, gamma=None, steps=50, tol=None, return_traject
     """
     alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
     gamma = _gamma(gamma, alpha)
-    steps = check_int("steps", steps, minimum=0)
+    steps = check_int("steps", steps, minimum=0, maximum=MAX_STEPS)
     tol = None if tol is None else check_positive("tol", tol)
     return_trajectory = check_bool("return_trajectory", return_trajectory)
     s2, X, shared, single = _states(s, X)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import as_float_array, check_callable, check_int, check_positive, check_rng
+from ._arrays import as_float_array, check_callable, check_int, check_positive, check_rng, finite_output
 from .attention import KINDS, _kernels, loss_and_grads, loss_and_grads_identity, loss_and_grads_numpy
 from .gaussian_attention import loss_and_grads_gaussian
 
@@ -35,11 +35,28 @@ def _rel(num, ana, floor: float = 1e-300) -> float:
     return float(np.max(np.abs(num - ana)) / scale)
 
 
+def _loss_and_grads(f, args, params, step):
+    """Call ``f(*args)`` and check that it returns (loss, *grads): a real finite scalar loss and one gradient with
+    the shape of each parameter. Returns (loss as a Python float or complex, list of gradients)."""
+    out = f(*args)
+    if not isinstance(out, (tuple, list)) or len(out) != len(params) + 1:
+        raise TypeError(f"f must return (loss, *grads) with {len(params)} gradient(s), got {type(out).__name__}")
+    loss = np.asarray(out[0])
+    if loss.ndim != 0 or loss.dtype.kind not in "iufc" or not np.isfinite(loss):
+        raise ValueError(f"f must return a finite scalar loss at params (perturbed by the step {step}), got "
+                         f"{out[0]!r}")
+    grads = [np.asarray(g) for g in out[1:]]
+    if any(g.shape != np.shape(p) or g.dtype.kind not in "iufc" for g, p in zip(grads, params)):
+        raise ValueError("f's gradients must be numeric arrays with the shapes of params")
+    return loss[()], grads
+
+
 def _arg(p):
     """Scalars (alpha, beta) go back to the function as Python floats."""
     return float(p) if np.ndim(p) == 0 else p
 
 
+@finite_output("f", "params", "eps")
 def directional_error(f, params, rng, eps: float = 1e-5):
     """Relative error of ⟨grad, U⟩ against the central difference along a random unit direction U.
 
@@ -59,7 +76,8 @@ def directional_error(f, params, rng, eps: float = 1e-5):
     rng = check_rng(rng)
     f, params = check_callable("f", f), _params(params, complex_ok=False)
     eps = check_positive("eps", eps)
-    loss, *grads = f(*map(_arg, params))
+    loss, grads = _loss_and_grads(f, list(map(_arg, params)), params, "eps")
+    loss = float(np.real(loss))
     floor = 1e-4 * abs(float(loss))
     errors = []
     for k, (p, g) in enumerate(zip(params, grads)):
@@ -68,12 +86,13 @@ def directional_error(f, params, rng, eps: float = 1e-5):
         h = eps * max(1.0, float(np.max(np.abs(p))))
         plus = [_arg(q if j != k else p + h * U) for j, q in enumerate(params)]
         minus = [_arg(q if j != k else p - h * U) for j, q in enumerate(params)]
-        numerical = (f(*plus)[0] - f(*minus)[0]) / (2 * h)
+        numerical = (_loss_and_grads(f, plus, params, "eps")[0] - _loss_and_grads(f, minus, params, "eps")[0]) / (2 * h)
         analytic = float(np.sum(np.asarray(g) * U))
         errors.append(_rel(np.float64(numerical), np.float64(analytic), floor))
     return errors
 
 
+@finite_output("f", "params", "h", "floor")
 def complex_step_error(f, params, h: float = 1e-20, floor: float = 1e-300):
     """Worst relative error of each manual gradient against the elementwise complex step Im f(P + ihE) / h.
 
@@ -84,7 +103,7 @@ def complex_step_error(f, params, h: float = 1e-20, floor: float = 1e-300):
     """
     f, params = check_callable("f", f), _params(params, complex_ok=False)
     h, floor = check_positive("h", h), check_positive("floor", floor)
-    grads = f(*params)[1:]
+    grads = _loss_and_grads(f, params, params, "h")[1]
     errors = []
     for k, (p, g) in enumerate(zip(params, grads)):
         numerical = np.empty(p.shape)
@@ -92,7 +111,7 @@ def complex_step_error(f, params, h: float = 1e-20, floor: float = 1e-300):
             pc = p.astype(np.complex128)
             pc[idx] += 1j * h
             args = [q if j != k else pc for j, q in enumerate(params)]
-            numerical[idx] = np.imag(f(*args)[0]) / h
+            numerical[idx] = np.imag(_loss_and_grads(f, args, params, "h")[0]) / h
         errors.append(_rel(numerical, np.real(np.asarray(g)), floor))
     return errors
 

@@ -238,4 +238,8 @@ def step_schedule(epoch: int, n_epochs: int, milestones=(0.8, 0.9), factor: floa
         if not 0.0 <= frac <= 1.0:
             raise ValueError(f"milestones[{i}] must be a fraction in [0, 1], got {frac}")
         count += int(frac * n_epochs) <= epoch
-    return factor**count
+    with np.errstate(all="ignore"):
+        out = float(np.float64(factor) ** count)
+    if not np.isfinite(out) or (out == 0.0 and count):
+        raise ValueError(f"factor ** {count} = {out} is out of range: reduce or raise factor")
+    return out

@@ -101,6 +101,8 @@ def haar_basis(rng: np.random.Generator, batch: int, n: int, k: int) -> np.ndarr
     check_rng(rng)
     batch, n = check_int("batch", batch, minimum=1), check_int("n", n, minimum=1)
     k = check_int("k", k, minimum=1, maximum=n)
+    if batch * n * k > 2**31:
+        raise ValueError(f"batch * n * k = {batch * n * k} entries (> 2**31): reduce batch, n or k")
     return haar_from_normals(rng.standard_normal((batch, n, k)))
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import _lse, as_float_array, check_int, check_positive, check_rng, finite_output
-from .energy import _per_state, _scores, _states, descend, descent_step, energy, energy_grad
+from .energy import MAX_STEPS, _per_state, _scores, _states, descend, descent_step, energy, energy_grad
 
 __all__ = ["retrieval_comparison", "format_retrieval_table", "energy_landscape", "circle_trajectories",
            "energy_along_step"]
 
+_MAX_SIZE, _MAX_GRID = 2**20, 2**12  # circle_trajectories' L, n_traj and grid: larger ones are surely mistakes
 _CHUNK_ELEMENTS = 2**21  # prompts are processed in chunks of about this many X entries (16 MB), cache-friendly
 
 
@@ -89,14 +90,16 @@ def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 
     L = check_int("L", L, minimum=1)
     alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
     batch = check_int("batch", batch, minimum=2)
-    steps = sorted({check_int("steps", k, minimum=1) for k in _sequence("steps", steps)})
-    converge_steps = check_int("converge_steps", converge_steps, minimum=1)
+    steps = sorted({check_int("steps", k, minimum=1, maximum=MAX_STEPS) for k in _sequence("steps", steps)})
+    converge_steps = check_int("converge_steps", converge_steps, minimum=1, maximum=MAX_STEPS)
     tol, near_tol = check_positive("tol", tol), check_positive("near_tol", near_tol)
 
     names = ["query"] + [f"{k} step" + ("s" if k > 1 else "") for k in steps] + ["converged", "retrieval", "oracle"]
     errs = {name: [] for name in names}
     near, conv, n_run = [], [], 0
     n = check_int("task.n", task.n, minimum=1)
+    if n * L > 2**31:
+        raise ValueError(f"n * L = {n * L} entries per context (> 2**31): reduce L")
     chunk = max(1, _CHUNK_ELEMENTS // (n * L))  # prompts per chunk
     done = 0
     while done < batch:
@@ -173,7 +176,7 @@ def energy_landscape(X, alpha, beta, xs, ys):
         y = ys[lo : lo + rows]  # (r,)
         S = np.empty((y.size, xs.size, 2))  # (r, nx, 2) the states of these rows
         S[..., 0], S[..., 1] = xs, y[:, None]
-        out[lo : lo + rows] = energy(S.reshape(-1, 2), X, alpha, beta).reshape(y.size, xs.size)
+        out[lo : lo + rows] = energy.__wrapped__(S.reshape(-1, 2), X, alpha, beta).reshape(y.size, xs.size)  # Eq. 16
     return out
 
 
@@ -203,6 +206,7 @@ def energy_along_step(s, X, alpha, beta, ts, gamma=None):
     return out[:, 0] if single else out
 
 
+@finite_output("R", "sigma2_z", "alpha", "beta", "lim")
 def circle_trajectories(rng, *, L=20, R=1.0, sigma2_z=0.1, alpha=1.0, beta=10.0, n_traj=3, steps=(1, 50),
                         grid=100, lim=1.5) -> dict:
     """Data of Fig. 5 (paper §4, Fig. 5): a circle context, its energy landscape and descent trajectories.
@@ -218,9 +222,10 @@ def circle_trajectories(rng, *, L=20, R=1.0, sigma2_z=0.1, alpha=1.0, beta=10.0,
     (n_traj, 2), the attention output α X softmax(β Xᵀ x̃).
     """
     rng = check_rng(rng)
-    L, n_traj, grid = check_int("L", L, minimum=1), check_int("n_traj", n_traj, minimum=1), check_int("grid", grid,
-                                                                                                    minimum=2)
-    steps = [check_int("steps", k, minimum=0) for k in _sequence("steps", steps)]
+    L, n_traj = check_int("L", L, minimum=1, maximum=_MAX_SIZE), check_int("n_traj", n_traj, minimum=1,
+                                                                          maximum=_MAX_SIZE)
+    grid = check_int("grid", grid, minimum=2, maximum=_MAX_GRID)
+    steps = [check_int("steps", k, minimum=0, maximum=MAX_STEPS) for k in _sequence("steps", steps)]
     alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
     R, sigma2_z, lim = check_positive("R", R), check_positive("sigma2_z", sigma2_z), check_positive("lim", lim)
     theta = rng.uniform(0, 2 * np.pi, L)  # (L,)
@@ -229,8 +234,9 @@ def circle_trajectories(rng, *, L=20, R=1.0, sigma2_z=0.1, alpha=1.0, beta=10.0,
     x = R * np.stack([np.cos(phi), np.sin(phi)], axis=1)  # (n_traj, 2)
     x_tilde = x + np.sqrt(sigma2_z) * rng.standard_normal((n_traj, 2))
     xs = ys = np.linspace(-lim, lim, grid)
-    trajectories = {int(k): descend(x_tilde, X, alpha, beta, steps=k, return_trajectory=True).trajectory
+    # the undecorated functions: a non-finite result is reported once, by this function, naming its arguments
+    trajectories = {k: descend.__wrapped__(x_tilde, X, alpha, beta, steps=k, return_trajectory=True).trajectory
                     for k in steps}
     return {"X": X, "x": x, "x_tilde": x_tilde, "xs": xs, "ys": ys,
-            "energy": energy_landscape(X, alpha, beta, xs, ys), "trajectories": trajectories,
-            "one_step": descent_step(x_tilde, X, alpha, beta)}
+            "energy": energy_landscape.__wrapped__(X, alpha, beta, xs, ys), "trajectories": trajectories,
+            "one_step": descent_step.__wrapped__(x_tilde, X, alpha, beta)}
