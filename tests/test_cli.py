@@ -68,6 +68,16 @@ def test_read_only_out_fails_up_front(tmp_path):
         ro.chmod(0o755)
 
 
+def test_unwritable_out_fails_up_front_even_as_root(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", refuse)  # what a read-only folder does to a non-root user
+    monkeypatch.setattr(runner, "_Run", None)  # any compute would fail with a TypeError, not the expected error
+    with pytest.raises(ValueError, match="out: cannot write to directory .*Permission denied"):
+        _cheap(tmp_path / "ro")
+
+
 def test_reproduce_function_rejects_bad_arguments_naming_them(tmp_path):
     out = tmp_path / "never"
     cases = [(dict(only=[]), ValueError, "only"), (dict(only="prop32"), TypeError, "only"),
