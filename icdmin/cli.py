@@ -146,6 +146,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # reproduce handles its own Ctrl-C (partial results kept); the others just stop
         print(f"\nicdmin {args.command}: interrupted", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:  # e.g. `python -m icdmin reproduce | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        return 1
 
 
 if __name__ == "__main__":
