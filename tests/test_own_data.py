@@ -221,3 +221,37 @@ def test_evaluate_rejects_bad_input():
         evaluate(W, W, prompts, kind="cubic")
     with pytest.raises(ValueError, match="W_KQ"):
         evaluate(np.eye(3), W, prompts)
+
+
+def test_cli_save_then_load(tmp_path, capsys):
+    """train --save writes the weights and a strict-JSON history; --load re-evaluates them without training."""
+    import json
+
+    from icdmin.cli import main as cli_main
+
+    folder = tmp_path / "run"
+    assert cli_main(["train", "--task", "gmm", "--L", "12", "--epochs", "2", "--eval-every", "2",
+                     "--save", str(folder)]) == 0
+    res = train(GMMTask(16, 8), kind="softmax", L=12, seed=0, epochs=2, eval_every=2)
+    with np.load(folder / "weights.npz") as saved:
+        np.testing.assert_array_equal(saved["W_KQ"], res.W_KQ)
+        np.testing.assert_array_equal(saved["W_PV"], res.W_PV)
+    record = json.loads((folder / "history.json").read_text())  # strict JSON (NaN would be written as null)
+    assert record["case"] == "gmm" and record["config"] == json.loads(json.dumps(res.config))
+    assert record["history"]["test_mse"] == res.history["test_mse"] and record["bayes_mse"] == res.bayes_mse
+    capsys.readouterr()
+    assert cli_main(["train", "--load", str(folder), "--n-fresh", "30"]) == 0
+    out = capsys.readouterr().out
+    line = next(text for text in out.splitlines() if text.startswith("test prompts (200)"))
+    assert f"MSE {res.history['test_mse'][-1]:.6f} (saved run: {res.history['test_mse'][-1]:.6f})" in line
+    assert f"oracle {res.bayes_mse:.6f}" in line and "fresh prompts (30)" in out and "alpha" not in out
+
+
+def test_cli_load_rejects_a_foreign_history(tmp_path, capsys):
+    from icdmin.cli import main as cli_main
+
+    np.savez(tmp_path / "weights.npz", W_KQ=np.eye(16), W_PV=np.eye(16))
+    (tmp_path / "history.json").write_text('{"case": "torus", "config": {}}')
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--load", str(tmp_path)])
+    assert exit_info.value.code == 2 and "argument --load" in capsys.readouterr().err

@@ -1,10 +1,12 @@
-"""Slow training checks: the paper's protocol against REFERENCE.md, online training against PAPER.md §3.6.
+"""Slow training checks: the paper's protocol against the authors' code, online training against the finite-L
+optimum of linear attention (docs/maths.md §3).
 
-Bounds and where they come from (REFERENCE.md, the authors' code run at seed 0; PAPER.md §3.6, §5):
+Bounds and where they come from (the authors' code, mattsmart/in-context-denoising at commit c8aaeb3, run at
+seed 0; docs/maths.md §3; arXiv 2502.05164 Fig. 3):
 - near scaled identities: mean |off-diagonal| / |mean diagonal| is 0.02-0.08 for the authors' weights; 0.15 allowed.
 - subspace (linear attention): alpha*beta 0.319 (authors) / 0.327 (paper) / gamma*(499) = 0.3274; [0.30, 0.345].
 - mixture (softmax): (beta, alpha) = (5.154, 0.996) (authors), (5.127, 0.998) (paper); beta in [4.6, 5.7],
-  alpha in [0.9, 1.1] (the sign may flip for origin-symmetric tasks: (-alpha, -beta) is as good, PAPER.md §3.3).
+  alpha in [0.9, 1.1] (the sign may flip for origin-symmetric tasks: (-alpha, -beta) is as good).
 - sphere (softmax): on the alpha*beta valley, 3.359 x 1.681 = 5.65 (authors), 3.596 x 1.603 = 5.76 (paper);
   alpha*beta in [5.0, 6.5], |beta| in [2.5, 4.5].
 - held-out MSE / oracle MSE on the same test prompts: authors 0.3725 / 0.335 = 1.11, 0.02859 / 0.02307 = 1.24,
@@ -25,7 +27,8 @@ from icdmin.train import mean_abs_offdiagonal, train
 
 pytestmark = pytest.mark.slow
 
-AUTHORS_TEST_MSE = {"subspace": 0.3725, "gmm": 0.02859, "sphere": 0.03150}  # REFERENCE.md, "exact" test MSE
+# the authors' code at seed 0, "exact" test MSE
+AUTHORS_TEST_MSE = {"subspace": 0.3725, "gmm": 0.02859, "sphere": 0.03150}
 CASES = {"subspace": (LinearTask(16, 8), "linear"), "gmm": (GMMTask(16, 8), "softmax"),
          "sphere": (SphereTask(16, 8), "softmax")}
 
@@ -52,12 +55,12 @@ def test_paper_protocol_seed0_matches_reference(case):
     else:
         assert 5.0 <= res.alpha * res.beta <= 6.5 and 2.5 <= beta <= 4.5
         assert 1.0 <= ratio <= 1.2
-    # over-fitting through the off-diagonal weights: the train MSE ends below the held-out one (REFERENCE.md)
+    # over-fitting through the off-diagonal weights: the train MSE ends below the held-out one (as in the authors' code)
     assert res.history["train_mse"][-1] < res.history["test_mse"][-1]
 
 
 def test_online_linear_reaches_the_finite_L_optimum():
-    """Online training on the subspace task ends within 1 % of min MSE = 0.3451 at L = 499 (PAPER.md §3.6).
+    """Online training on the subspace task ends within 1 % of min MSE = 0.3451 at L = 499 (docs/maths.md §3).
 
     Measured at seed 0: 0.3471 (+0.56 %, standard error 0.03 %), alpha*beta = 0.3281 (gamma* = 0.3274).
 
@@ -90,7 +93,7 @@ def test_online_linear_reaches_the_finite_L_optimum():
 
 
 def test_online_gmm_beats_the_authors_held_out_mse():
-    """Without over-fitting, the held-out and fresh MSEs fall below the authors' held-out MSE (REFERENCE.md)."""
+    """Without over-fitting, the held-out and fresh MSEs fall below the authors' held-out MSE (their code at seed 0)."""
     task, kind = CASES["gmm"]
     res = train(task, kind=kind, seed=0, online=True, epochs=size(200, 60), eval_train=False, n_fresh=size(5000, 2000))
     _near_scaled_identity(res)
@@ -100,7 +103,7 @@ def test_online_gmm_beats_the_authors_held_out_mse():
 
 @pytest.mark.skipif(not FULL, reason="4000 online steps with a fresh sphere batch each (~30 s): ICDMIN_FULL=1")
 def test_online_sphere_beats_the_authors_held_out_mse():
-    """Online sphere training, 400 epochs (the authors' repository also has a 400-epoch sphere run, PAPER.md §11).
+    """Online sphere training, 400 epochs (the authors' repository, commit c8aaeb3, also has a 400-epoch sphere run).
 
     With 200 epochs, seed 0 stays near the saddle at the origin: the weights grow only from about epoch 150 and the
     step-down at epoch 160 freezes them at (alpha, beta) = (0.57, 1.04), MSE 0.047 (seed 1 escapes by epoch 60).
