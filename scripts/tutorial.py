@@ -344,7 +344,8 @@ check(abs(run.beta / 5.127 - 1) < 0.1 and abs(run.alpha / 0.998 - 1) < 0.1,
       f"trained (beta, alpha) = ({run.beta:.3f}, {run.alpha:.3f}) is within 10% of the paper's (5.127, 0.998)")
 check(icdmin.mean_abs_offdiagonal(run.W_KQ) < 0.15 * run.beta and icdmin.mean_abs_offdiagonal(run.W_PV) < 0.1
       * run.alpha, "off-diagonal entries are small next to the diagonal: W_KQ ~ beta I, W_PV ~ alpha I")
-check(test[-1] < 0.5 * test[0] and test[-1] < 1.3 * run.bayes_mse, "training brings the test MSE near Bayes")
+closed = (test[0] - test[-1]) / (test[0] - run.bayes_mse)  # fraction of the gap to Bayes that training closed
+check(closed > 0.8, f"training closes {100 * closed:.0f}% of the test-MSE gap between the start and Bayes")
 # The prompts of part 1 were never trained on. Keep only the diagonals, W_KQ = beta I and W_PV = alpha I:
 fresh = icdmin.evaluate(run.W_KQ, run.W_PV, prompts["mixture"], kind="softmax")
 scaled = icdmin.evaluate(run.beta * np.eye(n), run.alpha * np.eye(n), prompts["mixture"], kind="softmax")
@@ -398,8 +399,8 @@ save_figure("attention.png", draw_attention, caption="Attention weights of the t
 # 1/σZ² = 10 because the context tokens are themselves noisy (σ0² = 0.02), so a broader kernel averages better.
 # The small off-diagonal entries fit the 800 training prompts, not the task: dropping them helps on fresh prompts.
 #
-# The same happens for subspaces with linear attention (paper Eq. 11): only the product αβ is identified, and the
-# paper reports 0.327 ≈ 1/(σ0² + σZ²) = 1/3. With 499 tokens the best value is a little smaller,
+# The same happens for subspaces with linear attention (paper Eq. 11): only the product αβ is identified (the two
+# signs may flip together), and the paper reports 0.327 ≈ 1/(σ0² + σZ²) = 1/3. With 499 tokens the best value is a little smaller,
 # 1/((σ0² + σZ²)(1 + (d+1)/L)) (`icdmin.optimal_linear_gamma`).
 
 # %%

@@ -6,7 +6,6 @@ library were wrong, if a claim were dropped from the script, or if the Markdown 
 """
 
 import ast
-import os
 import re
 import subprocess
 import sys
@@ -27,7 +26,7 @@ IMAGE = re.compile(r"!\[[^\]]*\]\(tutorial/([^)]+\.png)\)")
 def _run(args, cwd):
     """Run the tutorial as a script in ``cwd`` and return the completed process (TimeoutExpired after 60 s)."""
     return subprocess.run([sys.executable, str(SCRIPT)] + args, capture_output=True, text=True, timeout=TIME_LIMIT,
-                          cwd=cwd, env=dict(os.environ))
+                          cwd=cwd)
 
 
 @pytest.fixture(scope="module")
