@@ -32,9 +32,9 @@ from .attention import _loss_and_grads_numpy, _loss_and_grads_unchecked, attenti
 from ._arrays import mse
 from .optim import _adam_update, _sgd_update, step_schedule
 from .prompts import Prompts
-from .train_setup import (_INIT, _STREAM, IDENTITY_INIT, TrainConfig, _check_choice, _compress_linear,
-                          check_batch_order, check_init, fresh_prompts, init_weights, mean_abs_offdiagonal,
-                          mean_diagonal, paper_epochs, prepare_data, split_prompts)
+from .train_setup import (IDENTITY_INIT, TrainConfig, check_batch_order, check_choice, check_init, compress_linear,
+                          fresh_prompts, init_weights, mean_abs_offdiagonal, mean_diagonal, paper_epochs, prepare_data,
+                          split_prompts, stream_rng)
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fresh_prompts", "init_weights", "mean_abs_offdiagonal",
            "mean_diagonal", "paper_epochs", "split_prompts", "train"]
@@ -103,13 +103,13 @@ def _loss_and_grads(X, x_tilde, x, params, model: str, kind: str, compressed: bo
 
 def _as_arrays(prompts, dtype, kind: str = "softmax") -> tuple:
     """(X, x_tilde, x, compressed) of a Prompts batch as contiguous arrays of ``dtype``; linear attention's context
-    is compressed to n tokens when L > n (:func:`icdmin.train_setup._compress_linear`).
+    is compressed to n tokens when L > n (:func:`icdmin.train_setup.compress_linear`).
 
     Shapes: -> X (B, n, L) or (B, n, n), x_tilde (B, n), x (B, n), bool.
     """
     X, q, x = (np.ascontiguousarray(getattr(prompts, name), dtype=dtype) for name in ("X", "x_tilde", "x"))
     compressed = kind == "linear" and X.shape[2] > X.shape[1]
-    return (_compress_linear(X) if compressed else X), q, x, compressed
+    return (compress_linear(X) if compressed else X), q, x, compressed
 
 
 def _oracle_mse(prompts) -> float | None:
@@ -132,7 +132,7 @@ def evaluate(W_KQ, W_PV, prompts, *, kind="softmax") -> dict:
     if not isinstance(prompts, Prompts):
         raise TypeError(f"prompts must be a Prompts batch (task.sample or Prompts.from_arrays), "
                         f"got {type(prompts).__name__}")
-    kind = _check_choice("kind", kind, ("linear", "softmax"))
+    kind = check_choice("kind", kind, ("linear", "softmax"))
     pred = attention(prompts.X, prompts.x_tilde, W_KQ, W_PV, kind)  # (B, n)
     return {"mse": mse(pred, prompts.x), "oracle_mse": _oracle_mse(prompts), "n_prompts": len(prompts), "kind": kind}
 
@@ -235,7 +235,7 @@ def train(data, config: TrainConfig | None = None, *, test: Prompts | None = Non
     trainset, testset = _as_arrays(train_set, dtype, cfg.kind), _as_arrays(test_set, dtype, cfg.kind)
     del train_set, test_set
     n, n_train = trainset[0].shape[1], trainset[0].shape[0]
-    init_rng = np.random.default_rng([cfg.seed, _INIT])
+    init_rng = stream_rng(cfg.seed, "init")
     params = _initial(init, init_W, n, cfg, init_rng)
     if batch_order is not None:
         if cfg.online:
@@ -267,14 +267,14 @@ def _descend(params, trainset, cfg: TrainConfig, E: int, init_rng, batch_order, 
     """The training loop: E epochs of ceil(n_train / batch_size) optimiser steps; returns the final parameters."""
     X, q, x, compressed = trainset
     n_train, bs = X.shape[0], cfg.batch_size
-    stream_rng = np.random.default_rng([settings["data_seed"], _STREAM]) if cfg.online else None
+    online_rng = stream_rng(settings["data_seed"], "online") if cfg.online else None
     state = None
     for epoch in range(E):
         rate = cfg.lr * step_schedule(epoch, E, cfg.schedule, cfg.schedule_factor)
         perm = None if cfg.online else init_rng.permutation(n_train) if batch_order is None else batch_order[epoch]
         for b in range(-(-n_train // bs)):  # ceil
             if cfg.online:
-                batch = _as_arrays(task.sample(stream_rng, bs, settings["L"]), np.dtype(cfg.dtype))[:3]
+                batch = _as_arrays(task.sample(online_rng, bs, settings["L"]), np.dtype(cfg.dtype))[:3]
                 loss, grads = _loss_and_grads(*batch, params, cfg.model, cfg.kind, False)
             else:
                 idx = perm[b * bs: (b + 1) * bs]  # this mini-batch's prompts

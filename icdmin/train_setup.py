@@ -17,20 +17,11 @@ from ._arrays import as_float_array, check_bool, check_int, check_positive, chec
 from .prompts import Prompts
 from .tasks import LinearTask
 
-__all__ = [
-    "IDENTITY_INIT",
-    "KINDS",
-    "TrainConfig",
-    "fresh_prompts",
-    "init_weights",
-    "mean_abs_offdiagonal",
-    "mean_diagonal",
-    "paper_epochs",
-    "split_prompts",
-]
+__all__ = ["IDENTITY_INIT", "KINDS", "TrainConfig", "fresh_prompts", "init_weights", "mean_abs_offdiagonal",
+           "mean_diagonal", "paper_epochs", "split_prompts", "stream_rng"]
 
 KINDS = ("linear", "softmax")
-_DATA, _INIT, _FRESH, _STREAM = 1, 2, 3, 4  # stream ids of the random generators (see icdmin.train's docstring)
+STREAMS = {"data": 1, "init": 2, "fresh": 3, "online": 4}  # a run's random streams (icdmin.train's docstring)
 _EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
 IDENTITY_INIT = 0.1  # alpha = beta = 0.1 for model="identity", as the authors' "ForceDiag" models
 L_PAPER, N_PROMPTS_PAPER = 499, 1000  # the authors' context length 500 counts the query: L = 499 clean tokens
@@ -68,9 +59,9 @@ class TrainConfig:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("kind", _check_choice("kind", self.kind, KINDS))
-        put("optimizer", _check_choice("optimizer", self.optimizer, ("adam", "sgd")))
-        put("model", _check_choice("model", self.model, ("full", "identity")))
+        put("kind", check_choice("kind", self.kind, KINDS))
+        put("optimizer", check_choice("optimizer", self.optimizer, ("adam", "sgd")))
+        put("model", check_choice("model", self.model, ("full", "identity")))
         for name, low in (("seed", 0), ("batch_size", 1), ("eval_every", 1), ("n_fresh", 0)):
             put(name, check_int(name, getattr(self, name), minimum=low))
         for name, low in (("L", 1), ("data_seed", 0), ("epochs", 1), ("n_prompts", 2), ("snapshot_every", 1)):
@@ -107,6 +98,11 @@ def n_test_of(test_fraction: float, n_prompts: int) -> int:
     return n_test
 
 
+def stream_rng(seed: int, stream: str) -> np.random.Generator:
+    """The generator of one random stream of a run: ``default_rng([seed, STREAMS[stream]])``."""
+    return np.random.default_rng([seed, STREAMS[stream]])
+
+
 def paper_epochs(task) -> int:
     """Epochs of the paper's protocol: 100 for the linear task, 200 for the sphere and the mixture (§5.1, App. G)."""
     return 100 if isinstance(task, LinearTask) else 200
@@ -130,7 +126,7 @@ def split_prompts(task, *, L: int, data_seed: int, n_prompts: int = 1000, test_f
     data_seed = check_int("data_seed", data_seed, minimum=0)
     n_prompts = check_int("n_prompts", n_prompts, minimum=2)
     n_test = n_test_of(check_real("test_fraction", test_fraction), n_prompts)
-    rng = np.random.default_rng([data_seed, _DATA])
+    rng = stream_rng(data_seed, "data")
     prompts = task.sample(rng, n_prompts, L)
     return split_by_rng(prompts, rng, n_test)
 
@@ -148,7 +144,7 @@ def fresh_prompts(task, *, L: int, data_seed: int, n_fresh: int):
     """
     check_task(task)
     L = check_int("L", L, minimum=1)
-    rng = np.random.default_rng([check_int("data_seed", data_seed, minimum=0), _FRESH])
+    rng = stream_rng(check_int("data_seed", data_seed, minimum=0), "fresh")
     n_fresh = check_int("n_fresh", n_fresh, minimum=0)
     return (task.sample(rng, min(_EVAL_CHUNK, n_fresh - start), L) for start in range(0, n_fresh, _EVAL_CHUNK))
 
@@ -185,7 +181,7 @@ def mean_abs_offdiagonal(W) -> float:
     return float((np.abs(W).sum() - np.abs(np.diag(W)).sum()) / (n * n - n))
 
 
-def _check_choice(name: str, value, choices) -> str:
+def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
@@ -277,7 +273,7 @@ def _split_own(data: Prompts, config: TrainConfig, test, data_seed: int):
         raise ValueError(f"n_prompts must be None or len(data) = {len(data)}, got {config.n_prompts}")
     if test is None:
         n_test = n_test_of(config.test_fraction, len(data))
-        return split_by_rng(data, np.random.default_rng([data_seed, _DATA]), n_test)
+        return split_by_rng(data, stream_rng(data_seed, "data"), n_test)
     if not isinstance(test, Prompts):
         raise TypeError(f"test must be a Prompts batch (e.g. Prompts.from_arrays), got {type(test).__name__}")
     if test.n != data.n:
@@ -285,7 +281,7 @@ def _split_own(data: Prompts, config: TrainConfig, test, data_seed: int):
     return data, test
 
 
-def _compress_linear(X: np.ndarray) -> np.ndarray:
+def compress_linear(X: np.ndarray) -> np.ndarray:
     """An n-token context with the same linear attention as X: X' = sqrt(n/L) Rᵀ where Xᵀ = Q R (reduced QR).
 
     Linear attention (Eq. 11) and its gradients (``attention.attention_backward``) depend on the context only through

@@ -22,7 +22,6 @@ from icdmin.train import (
     TrainResult,
     fresh_prompts,
     split_prompts,
-    _compress_linear,
     _loss_and_grads,
     init_weights,
     mean_abs_offdiagonal,
@@ -30,6 +29,7 @@ from icdmin.train import (
     paper_epochs,
     train,
 )
+from icdmin.train_setup import compress_linear
 from strategies import finite_floats, seeds
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden_train.json"
@@ -236,7 +236,7 @@ def test_compressed_linear_context_gives_same_loss_and_grads(seed, dims):
     rng = np.random.default_rng(seed)
     X, q, x = rng.standard_normal((B, n, L)), rng.standard_normal((B, n)), rng.standard_normal((B, n))
     W_KQ, W_PV = rng.standard_normal((n, n)), rng.standard_normal((n, n))
-    Xc = _compress_linear(X)
+    Xc = compress_linear(X)
     assert Xc.shape == (B, n, n) and Xc.flags.c_contiguous
     full = loss_and_grads(X, q, x, W_KQ, W_PV, "linear")
     comp = loss_and_grads(Xc, q, x, W_KQ, W_PV, "linear")
