@@ -13,15 +13,14 @@ import numpy as np
 
 from .attention import attention
 from .baselines import softmax_attention_estimator
-from .experiments_train import make_task
-from .paper import CIRCLE, CIRCLE_TOTAL_SQ_ERROR, L_PAPER, TASK_PARAMS
+from .paper import CIRCLE, CIRCLE_TOTAL_SQ_ERROR, L_PAPER, TASK_PARAMS, make_task
 from .retrieval import circle_trajectories, retrieval_comparison
 from .runner import derive_seed
 from .tasks import GMMTask, LinearTask, SphereTask
 from .train import init_weights
 
-__all__ = ["ENERGY_EXPERIMENTS", "unit_circle_landscape", "unit_oracle_check", "unit_prop32", "unit_retrieval",
-           "unit_thm31"]
+__all__ = ["ENERGY_EXPERIMENTS", "unit_circle_landscape", "unit_low_noise", "unit_oracle_check", "unit_prop32",
+           "unit_retrieval", "unit_thm31"]
 
 RETRIEVAL_TASKS = {  # Fig. 5's circle and the Fig. 3 tasks (icdmin.paper)
     "circle": ("SphereTask", {k: CIRCLE[k] for k in ("n", "d", "R", "sigma2_z")}, CIRCLE["L"]),
@@ -84,6 +83,21 @@ def unit_thm31(L, seed, batch, chunk=100) -> dict:
             "mse_attention": float(mse_att.mean()), "mse_oracle": float(mse_opt.mean())}
 
 
+def unit_low_noise(seed, batch, L, sigma2_z) -> dict:
+    """Theorem 3.1 at low noise on the circle: Eq. (13) (β = 1/σZ², logits ⟨X_t, x̃⟩/σZ² up to ~1/σZ²) vs Eq. (6).
+
+    At σZ² = 1e-3 the logits reach ~1100, beyond exp's float64 range (709): only a max-shifted softmax stays finite.
+    Returns per-coordinate MSEs of both and their paired difference (mean, s.e.), and the largest logit.
+    """
+    task = SphereTask(n=CIRCLE["n"], d=CIRCLE["d"], R=CIRCLE["R"], sigma2_z=sigma2_z)
+    p = task.sample(np.random.default_rng(seed), batch, L)
+    e_att = np.mean((softmax_attention_estimator(p.X, p.x_tilde, sigma2_z) - p.x) ** 2, axis=1)  # (B,)
+    e_opt = np.mean((task.posterior_mean(p) - p.x) ** 2, axis=1)  # (B,)
+    logits = np.einsum("bnl,bn->bl", p.X, p.x_tilde) / sigma2_z  # (B, L)
+    return {"L": L, "sigma2_z": sigma2_z, "batch": batch, "max_logit": float(np.abs(logits).max()),
+            "mse_attention": _mean_se(e_att), "mse_oracle": _mean_se(e_opt), "excess": _mean_se(e_att - e_opt)}
+
+
 def unit_prop32(seed, L, batch, eps) -> dict:
     """Prop. 3.2: |F(E, (W_PV/ε, ε W_KQ)) − RHS(15)| for random weights on Case 1 prompts, for each ε.
 
@@ -142,12 +156,16 @@ def unit_oracle_check(case, seed, batch, n_prior, chunk=8) -> dict:
 
     Posterior p(x | x̃) ∝ p(x) exp(−||x̃ − x||²/(2σZ²)) (paper §2.3) by self-normalised importance sampling from
     the prior: all ``n_prior`` draws give f, two independent halves f_1, f_2, and the jackknife
-    f_s = 2f − (f_1 + f_2)/2 removes the O(1/n_prior) bias of the ratio; no Bessel function, no responsibilities. Per prompt (squared errors per coordinate, e_o of the oracle f_o, e_s of
-    f_s): ``noise`` = ||f_1 − f_2||²/(4n) estimates the Monte-Carlo error ||f_s − E[x|x̃]||²/n, so
-    ``excess`` = e_o − (e_s − noise) has mean 0 when f_o is the posterior mean (the cross term vanishes because
-    E[x − E[x|x̃] | x̃] = 0); ``radial`` = ⟨f_s − f_o, f_o/||f_o||⟩ has mean ~0 (a too strong or too weak shrinkage
-    of the oracle moves it). Returns those as mean and standard error, the oracle's and the corrected Monte-Carlo
-    risk, and the median effective sample size of a half.
+    f_s = 2f − (f_1 + f_2)/2 removes the O(1/n_prior) bias of the ratio; no Bessel function, no responsibilities.
+    Per prompt, with squared errors per coordinate e_o (oracle f_o) and e_s (f_s):
+
+    - ``noise`` = ||f_1 − f_2||²/(4n) estimates the Monte-Carlo error ||f_s − E[x|x̃]||²/n;
+    - ``excess`` = e_o − (e_s − noise) has mean 0 when f_o is the posterior mean (the cross term vanishes because
+      E[x − E[x|x̃] | x̃] = 0);
+    - ``radial`` = ⟨f_s − f_o, f_o/||f_o||⟩ has mean 0 unless the oracle shrinks too much or too little.
+
+    Returns their means and standard errors, the oracle's and the corrected Monte-Carlo risk and the median
+    effective sample size of a half. Shapes inside: (b, n_prior, k) draws per chunk of b prompts.
     """
     task = make_task(case)
     rng = np.random.default_rng(seed)
@@ -204,12 +222,17 @@ def _fig5_combine(cfg, units):
 
 def _thm31_config(quick):
     return {"L": [10, 30, 100, 300, 1000, 3000] if quick else [10, 30, 100, 300, 1000, 3000, 10000],
-            "batch": 200 if quick else 400, "fit_L_min": 100}
+            "batch": 200 if quick else 400, "fit_L_min": 100,
+            "low_noise": {"L": 2000, "sigma2_z": 1e-3, "batch": 400 if quick else 1000}}
 
 
 def _thm31_plan(cfg, seed):
-    return {f"L{L}": ("unit_thm31", dict(L=L, seed=derive_seed(seed, "thm31", L), batch=cfg["batch"]), L / 500)
+    plan = {f"L{L}": ("unit_thm31", dict(L=L, seed=derive_seed(seed, "thm31", L), batch=cfg["batch"]), L / 500)
             for L in cfg["L"]}
+    if "low_noise" in cfg:
+        plan["low_noise"] = ("unit_low_noise", dict(seed=derive_seed(seed, "thm31", "low_noise"), **cfg["low_noise"]),
+                             1.0)
+    return plan
 
 
 def _thm31_combine(cfg, units):
@@ -218,6 +241,8 @@ def _thm31_combine(cfg, units):
     big = [i for i, L in enumerate(out["L"]) if L >= cfg["fit_L_min"]]  # the 1/L regime (small L saturates)
     out["fit"] = dict(_fit_slope([out["L"][i] for i in big], [out["deviation"][i] for i in big]),
                       L_min=cfg["fit_L_min"])
+    if "low_noise" in units:
+        out["low_noise"] = units["low_noise"]
     out["table"] = {"columns": ["L", "mean_sq_deviation_from_oracle", "se", "mse_attention", "mse_oracle"],
                     "rows": [[p["L"], p["deviation"], p["deviation_se"], p["mse_attention"], p["mse_oracle"]]
                              for p in pts]}

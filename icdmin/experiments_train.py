@@ -1,8 +1,9 @@
 """Training experiments of the paper: Fig. 3 / Fig. 7, Fig. 4a, Fig. 4b (Fig. 6, 8: experiments_weights). Plain data.
 
 See :mod:`icdmin.experiments` for the experiment protocol (``config`` / ``plan`` / ``combine``). Units here train
-with :func:`icdmin.train.train` under the paper's protocol (arXiv 2502.05164 Fig. 3 set-up: 1000 prompts split 800/200, batch 80,
-Adam 1e-2, x0.1 at 80 % and 90 %, L = 499 clean tokens, 100 / 200 / 200 epochs) and evaluate on fresh prompts.
+with :func:`icdmin.train.train` under the paper's protocol (arXiv 2502.05164, Fig. 3 set-up: 1000 prompts split
+800/200, batch 80, Adam 1e-2, x0.1 at 80 % and 90 %, L = 499 clean tokens, 100 / 200 / 200 epochs) and evaluate
+on fresh prompts.
 The six Fig. 3 seeds vary the initialisation and batch order with the dataset fixed, as in the authors' code
 (mattsmart/in-context-denoising at commit c8aaeb3, src/nn_train_ensemble.py). Settings and reference
 numbers come from :mod:`icdmin.paper`. MSEs are per coordinate (mean over prompts and coordinates).
@@ -24,41 +25,13 @@ from .baselines import (
     zero_estimator,
 )
 from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma, posterior_mean_gmm
-from .paper import CASE_TITLES, CASES, EPOCHS, FIG4A_L, FIG4B_D, FIG4B_L, L_PAPER, PRIMARY_KIND, TASK_PARAMS
+from .paper import (A_SEED, CASE_TITLES, CASES, EPOCHS, FIG4A_L, FIG4B_D, FIG4B_L, L_PAPER,  # noqa: F401
+                    PRIMARY_KIND, TASK_PARAMS, make_task, transform_matrix)  # A_SEED, transform_matrix: re-exported
 from .runner import derive_seed
-from .tasks import GMMTask, LinearTask, SphereTask, haar_basis
 from .train import fresh_prompts, mean_abs_offdiagonal, train
 
 __all__ = ["A_SEED", "TRAIN_EXPERIMENTS", "make_task", "transform_matrix", "unit_baselines", "unit_d_shift",
            "unit_train"]
-
-A_SEED = 8  # seed of icdmin's fixed App. H transform (transform_matrix); fixed, not derived from the master seed
-
-
-def make_task(case: str, *, d=None, transform_seed=None, target="clean"):
-    """The paper's task for ``case`` (:data:`icdmin.paper.TASK_PARAMS`).
-
-    ``d`` overrides the dimension; ``transform_seed`` adds App. H's transform A (:func:`transform_matrix`).
-    """
-    params = dict(TASK_PARAMS[case])
-    if d is not None:
-        params["d"] = d
-    if case == "linear":
-        extra = {} if transform_seed is None else {"transform": transform_matrix(params["n"], transform_seed)}
-        return LinearTask(**params, **extra, target=target)
-    return SphereTask(**params) if case == "sphere" else GMMTask(**params)
-
-
-def transform_matrix(n: int, seed: int = A_SEED) -> np.ndarray:
-    """The fixed App. H transform: A = U diag(s) Vᵀ, U, V Haar-orthogonal, s geometric from 0.5 to 2 (cond 4).
-
-    The paper does not give its A (arXiv 2502.05164 App. H); this one is well conditioned and far from a
-    multiple of the identity, so that "W ∝ A⁻¹" and "W ∝ I" are easy to tell apart. Shapes: -> (n, n).
-    """
-    rng = np.random.default_rng(seed)
-    U, V = haar_basis(rng, 2, n, n)  # (n, n) each
-    return U @ np.diag(np.geomspace(0.5, 2.0, n)) @ V.T
-
 
 def _per_prompt_sq(est, x) -> np.ndarray:
     return np.mean((est - x) ** 2, axis=1)  # (B,) squared error per coordinate
@@ -152,7 +125,7 @@ def unit_d_shift(L, seed, data_seed, epochs, d_values, n_eval, eval_seed) -> dic
         measured.append(stats["mse"])
         se.append(stats["se"])
         theory_learned.append(linear_risk(n, d, L, s0, sz, gamma) * n / d)  # scaled identity with the learned gamma
-    ideal = [2 / 3 + (4 / 3) * (d + 1) / L for d in d_values]  # linear_risk at gamma = 1/3 per d (Fig. 4b's ideal curve)
+    ideal = [2 / 3 + (4 / 3) * (d + 1) / L for d in d_values]  # Fig. 4b's ideal curve, gamma = 1/3
     return {"L": L, "d": list(d_values), "d_inv_mse": measured, "d_inv_mse_se": se,
             "theory_learned_gamma": theory_learned, "theory_ideal": ideal, "gamma": gamma, "alpha": res.alpha,
             "beta": res.beta, "offdiag_KQ": mean_abs_offdiagonal(res.W_KQ),
@@ -269,9 +242,9 @@ def _fig4a_plan(cfg, seed):
 def _fig4a_combine(cfg, units):
     p = TASK_PARAMS["linear"]
     args = (p["d"], p["sigma2_0"], p["sigma2_z"])
-    out = {"L": cfg["L"], "n_fresh": cfg["n_fresh"], "bayes": bayes_risk_linear(p["n"], *args), "gamma": [], "gamma_star": [], "fresh_mse": [],
-           "fresh_bayes_mse": [], "min_train_mse": [], "min_test_mse": [], "theory_mse_at_gamma_star": [],
-           "theory_mse_at_one_third": [], "theory_mse_at_learned_gamma": []}
+    out = {"L": cfg["L"], "n_fresh": cfg["n_fresh"], "bayes": bayes_risk_linear(p["n"], *args), "gamma": [],
+           "gamma_star": [], "fresh_mse": [], "fresh_bayes_mse": [], "min_train_mse": [], "min_test_mse": [],
+           "theory_mse_at_gamma_star": [], "theory_mse_at_one_third": [], "theory_mse_at_learned_gamma": []}
     for L in cfg["L"]:
         r = units[f"L{L}"]
         g_star = optimal_linear_gamma(p["d"], L, p["sigma2_0"], p["sigma2_z"])

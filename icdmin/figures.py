@@ -25,7 +25,7 @@ KIND_STYLE = {"softmax": dict(color="C0", marker="o"), "linear": dict(color="C1"
 def _fig3(plt, r, cfg):
     cases = r["cases"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), constrained_layout=True)
-    ylims = {"linear": (0.2, 1.1), "sphere": (0.026, 0.0673), "gmm": (0.018, 0.09)}  # the authors' plot ranges (Fig. 3 scripts)
+    ylims = {"linear": (0.2, 1.1), "sphere": (0.026, 0.0673), "gmm": (0.018, 0.09)}  # the authors' plot ranges
     for ax, case in zip(axes, ("linear", "sphere", "gmm")):
         c = cases[case]
         for kind, run in c["runs"].items():
@@ -158,7 +158,7 @@ def _fig5_bars(plt, r, cfg):
         ax.set_ylabel("MSE per coordinate (± s.e.)")
         s = tab["setting"]
         ax.set_title(f"{case}: L={s['L']}, α={s['alpha']:g}, β={s['beta']:g}, {s['batch']} prompts", fontsize=9)
-    fig.suptitle("paper §4 / Fig. 5: one descent step (green) vs iterating, converging, exact retrieval, the oracle (pink)")
+    fig.suptitle("§4 / Fig. 5: one descent step (green) vs iterating, converging, exact retrieval, the oracle (pink)")
     return fig
 
 

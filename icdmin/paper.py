@@ -16,10 +16,15 @@ mixtures); the authors' code numbers them 0, 2, 1. MSEs are per coordinate (the 
 
 from __future__ import annotations
 
+import numpy as np
+
+from .tasks import GMMTask, LinearTask, SphereTask, haar_basis
+
 __all__ = [
     "AUTHORS", "CASES", "CASE_TITLES", "CIRCLE", "CIRCLE_TOTAL_SQ_ERROR", "EPOCHS", "FIG3_C1_GAMMA",
     "FIG3_C1_SOFTMAX", "FIG3_C2_SOFTMAX", "FIG3_C3_SOFTMAX", "FIG4A_L", "FIG4B_D", "FIG4B_L", "FIG8_EPOCHS",
     "FIG8_PRODUCT", "FIG8_SOFTMAX", "L_PAPER", "N", "PRIMARY_KIND", "SOURCES", "TASK_PARAMS", "THEORY_POINT",
+    "A_SEED", "make_task", "transform_matrix",
 ]
 
 ARXIV = "arXiv 2502.05164"
@@ -45,6 +50,33 @@ FIG4B_L = [29, 49, 499]  # the curves drawn in Fig. 4b (context_len 30, 50, 500)
 FIG4B_D = list(range(1, 16))  # inference-time subspace dimensions
 CIRCLE = dict(n=2, d=1, R=1.0, sigma2_z=0.1, L=20, alpha=1.0, beta=10.0)  # Fig. 5
 THEORY_POINT = {"alpha": 1.0, "beta": 10.0}  # Eq. (13) for sigma2_z = 0.1: alpha = 1, beta = 1/sigma2_z
+A_SEED = 8  # seed of icdmin's fixed App. H transform (transform_matrix); fixed, not derived from the master seed
+
+
+def make_task(case: str, *, d=None, transform_seed=None, target="clean"):
+    """The paper's task for ``case`` (:data:`icdmin.paper.TASK_PARAMS`).
+
+    ``d`` overrides the dimension; ``transform_seed`` adds App. H's transform A (:func:`transform_matrix`).
+    """
+    params = dict(TASK_PARAMS[case])
+    if d is not None:
+        params["d"] = d
+    if case == "linear":
+        extra = {} if transform_seed is None else {"transform": transform_matrix(params["n"], transform_seed)}
+        return LinearTask(**params, **extra, target=target)
+    return SphereTask(**params) if case == "sphere" else GMMTask(**params)
+
+
+def transform_matrix(n: int, seed: int = A_SEED) -> np.ndarray:
+    """The fixed App. H transform: A = U diag(s) Vᵀ, U, V Haar-orthogonal, s geometric from 0.5 to 2 (cond 4).
+
+    The paper does not give its A (arXiv 2502.05164 App. H); this one is well conditioned and far from a
+    multiple of the identity, so that "W ∝ A⁻¹" and "W ∝ I" are easy to tell apart. Shapes: -> (n, n).
+    """
+    rng = np.random.default_rng(seed)
+    U, V = haar_basis(rng, 2, n, n)  # (n, n) each
+    return U @ np.diag(np.geomspace(0.5, 2.0, n)) @ V.T
+
 
 # ---------------------------------------------------------------------------------------- the paper's numbers
 FIG3_C1_GAMMA = 0.327  # <w_KQ><w_PV>, linear attention, Case 1
@@ -92,4 +124,7 @@ SOURCES = {
     "CIRCLE_TOTAL_SQ_ERROR": "derived for icdmin, not printed in the paper: a 20000-prompt Monte Carlo of the "
                              f"Fig. 5 setting ({ARXIV}, §4)",
     "AUTHORS": MEASURED,
+    "A_SEED": f"icdmin's choice: {ARXIV}, App. H does not give its transform A",
+    "make_task": f"TASK_PARAMS as task objects; the transform A of {ARXIV}, App. H (icdmin's choice, A_SEED)",
+    "transform_matrix": f"icdmin's choice of the App. H transform A ({ARXIV} does not give it)",
 }

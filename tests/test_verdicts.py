@@ -2,14 +2,16 @@
 
 (a) :func:`good` builds results that satisfy every row (values near the paper's); for each row there is at least one
 doctored copy (both sides for two-sided rows) that must make exactly that claim fail. A new row without a doctor
-fails ``test_every_row_has_a_doctor``. (b) Six bugs are injected with pytest's monkeypatch into the module attributes
+fails ``test_every_row_has_a_doctor``. (b) Seven bugs are injected with pytest's monkeypatch into the module attributes
 the experiments use, and the experiments that should notice are run in-process at small sizes; (c) the same runs on
 the unmodified code hold, so (b) is not vacuous.
 """
 
 import copy
 import importlib
+import sys
 
+import numpy as np
 import pytest
 
 from icdmin import experiments, verdicts
@@ -56,7 +58,8 @@ def good() -> dict:
                                   "converged": {"near_token_fraction": 0.0, "median_nearest_distance": 0.05}},
                        "sphere": {"estimators": dam}, "gmm": {"estimators": copy.deepcopy(dam)}}}
     valley = lambda b, loss: {"valley_min": {"alpha": 1.0, "beta": b, "loss": loss},  # noqa: E731
-                              "trained": {"loss": loss * 1.001}, "theory": {"alpha": 1.0, "beta": 10.0, "loss": loss * 1.05},
+                              "trained": {"loss": loss * 1.001},
+                              "theory": {"alpha": 1.0, "beta": 10.0, "loss": loss * 1.05},
                               "theory_minus_min": {"mse": loss * 0.05, "se": loss * 0.002}}
     fig6 = {"sphere": valley(4.1, 0.0306), "gmm": valley(5.6, 0.0249)}
     fit = lambda s, r: {"scale": s, "rel_residual": r}  # noqa: E731
@@ -66,7 +69,9 @@ def good() -> dict:
             fig8[f"{kind}/{target}"] = {"scale_product": a * b, "fits": {
                 "PV_vs_theory": fit(a, 0.1), "PV_vs_identity": fit(a, 1.0), "PV_vs_A_inv": fit(a, 1.0),
                 "KQ_vs_theory": fit(b, 0.2), "KQ_vs_identity": fit(b, 0.65)}}
-    thm31 = {"fit": {"slope": -0.9, "slope_se": 0.02, "L_min": 100}, "deviation": [0.03, 0.0002], "L": [10, 10000]}
+    thm31 = {"fit": {"slope": -0.9, "slope_se": 0.02, "L_min": 100}, "deviation": [0.03, 0.0002], "L": [10, 10000],
+             "low_noise": {"L": 2000, "max_logit": 1080.0, "excess": {"mse": 4e-6, "se": 6e-6},
+                           "mse_attention": {"mse": 4.6e-4}, "mse_oracle": {"mse": 4.5e-4}}}
     prop32 = {"fit": {"slope": 1.0}, "error": [0.5, 0.001], "eps": [1.0, 0.001]}
     oracle = {c: {"excess": {"mse": 1e-6, "se": 3e-5}, "radial": {"mse": 1e-4, "se": 3e-4}, "mc_noise": 5e-5,
                   "mse_oracle": {"mse": m}, "mse_mc": {"mse": m}, "batch": 500, "ess_median": 200.0}
@@ -87,6 +92,7 @@ def _set(path, value):
 
 
 C = ("fig3", "cases")
+CIRC = ("fig5", "tables", "circle")
 DOCTORS = [  # (claim prefix, what the doctor does, doctor)
     ("Fig3 C1 linear attn", "gamma off", _set(C + ("linear", "runs", "linear", "gamma"), [0.327, 0.2])),
     ("Fig3 C3 softmax: (alpha", "beta low", _set(C + ("gmm", "runs", "softmax", "beta"), [1.7] * 2)),
@@ -98,7 +104,8 @@ DOCTORS = [  # (claim prefix, what the doctor does, doctor)
       for side, v in (("beats Bayes", lo), ("over-fits", hi))],
     *[(f"Fig3 {lab} {prot} training", side, _set(C + (case, prot, "fresh_mse"), v))
       for prot in ("online", "identity")
-      for lab, case, lo, hi in (("C1", "linear", 0.30, 0.40), ("C2", "sphere", 0.027, 0.032), ("C3", "gmm", 0.021, 0.027))
+      for lab, case, lo, hi in (("C1", "linear", 0.30, 0.40), ("C2", "sphere", 0.027, 0.032),
+                                ("C3", "gmm", 0.021, 0.027))
       for side, v in (("beats Bayes", lo), ("not converged", hi))],
     ("C2 authors' 'Bayes' line", "no gap", _set(C + ("sphere", "baselines", "authors_minus_oracle", "mse"), 1e-5)),
     ("Fig7 linear vs softmax", "C3 linear as good", _set(C + ("gmm", "runs", "linear", "fresh_mse"), [0.0285] * 2)),
@@ -109,12 +116,12 @@ DOCTORS = [  # (claim prefix, what the doctor does, doctor)
     ("Fig4b d-shift", "beats Bayes", _set(("fig4b", "curves", "499", "d_inv_mse"), [0.5, 0.7, 0.72])),
     ("Fig4b d-shift", "not kept", _set(("fig4b", "curves", "499", "d_inv_mse"), [0.68, 0.7, 0.9])),
     ("Fig4b vs scaled-identity", "off theory", _set(("fig4b", "curves", "29", "d_inv_mse"), [1.0, 1.3, 1.5])),
-    ("Fig5 circle: 1 step <", "order", _set(("fig5", "tables", "circle", "estimators", "1 step", "total_sq_error"), 0.2)),
-    ("Fig5 circle table", "too low", _set(("fig5", "tables", "circle", "estimators", "oracle", "total_sq_error"), 0.09)),
-    ("Fig5 circle table", "too high", _set(("fig5", "tables", "circle", "estimators", "50 steps", "total_sq_error"), 0.5)),
+    ("Fig5 circle: 1 step <", "order", _set(CIRC + ("estimators", "1 step", "total_sq_error"), 0.2)),
+    ("Fig5 circle table", "too low", _set(CIRC + ("estimators", "oracle", "total_sq_error"), 0.09)),
+    ("Fig5 circle table", "too high", _set(CIRC + ("estimators", "50 steps", "total_sq_error"), 0.5)),
     ("Fig5 sphere L=499", "order", _set(("fig5", "tables", "sphere", "estimators", "1 step", "mse"), 0.06)),
     ("Fig5 gmm L=499", "order", _set(("fig5", "tables", "gmm", "estimators", "converged", "mse"), 0.02)),
-    ("Fig5 iterating ends", "tokens", _set(("fig5", "tables", "circle", "converged", "near_token_fraction"), 0.5)),
+    ("Fig5 iterating ends", "tokens", _set(CIRC + ("converged", "near_token_fraction"), 0.5)),
     ("Fig6 C2 trained", "off valley", _set(("fig6", "sphere", "trained", "loss"), 0.04)),
     ("Fig6 C3 trained", "off valley", _set(("fig6", "gmm", "trained", "loss"), 0.03)),
     ("Fig6 C2 theory point", "no gap", _set(("fig6", "sphere", "theory_minus_min", "mse"), 1e-6)),
@@ -129,6 +136,9 @@ DOCTORS = [  # (claim prefix, what the doctor does, doctor)
                                                             "scale"), 0.55)),
     ("Thm3.1", "no decay", _set(("thm31", "fit", "slope"), -0.2)),
     ("Thm3.1", "too fast", _set(("thm31", "fit", "slope"), -2.0)),
+    ("Thm3.1 at low noise", "NaN (None in JSON)", _set(("thm31", "low_noise", "excess", "mse"), None)),
+    ("Thm3.1 at low noise", "beats the oracle", _set(("thm31", "low_noise", "excess", "mse"), -1e-4)),
+    ("Thm3.1 at low noise", "far from the oracle", _set(("thm31", "low_noise", "mse_attention", "mse"), 6e-4)),
     ("Prop3.2", "not O(eps)", _set(("prop32", "fit", "slope"), 0.5)),
     *[(f"Oracle {eq} = independent MC posterior mean ({lab})", side, _set(("oracle", case, stat, "mse"), v))
       for case, lab, eq in (("linear", "C1", "Eq. (3)"), ("sphere", "C2", "Eq. (6)"), ("gmm", "C3", "Eq. (7)"))
@@ -143,7 +153,7 @@ def _rows(results, quick=False):
 
 def test_good_results_hold_and_every_row_has_fields():
     rows = verdicts.verdicts(good())
-    assert len(rows) == 38
+    assert len(rows) == 39
     for r in rows:
         assert r["holds"], r
         assert set(r) == {"claim", "paper", "measured", "authors", "tolerance", "holds", "guards"}
@@ -165,6 +175,15 @@ def test_each_doctored_result_fails_its_row(prefix, what, doctor):
     assert not all(r["holds"] for r in hit), (what, hit)
     others = [c for c, r in rows.items() if not r["holds"] and not c.startswith(prefix)]
     assert len(others) <= 1, others  # a doctor touches one quantity (Fig. 7 also reads the Fig. 3 MSEs)
+
+
+def test_unreadable_results_fail_their_experiment_instead_of_raising():
+    res = good()
+    res["fig4a"]["fresh_mse"] = [None, None]  # a NaN MSE, as JSON stores it
+    rows = _rows(res)
+    assert not rows["fig4a: results readable"]["holds"]
+    assert not [c for c in rows if c.startswith("Fig4a")]
+    assert all(r["holds"] for c, r in rows.items() if not c.startswith("fig4a"))
 
 
 def test_quick_widens_only_the_short_runs_upper_bound():
@@ -206,12 +225,21 @@ def _inject(mp, bug):
         orig = bayes._ive_ratio  # called with nu = (d + 1)/2; the authors' code uses d - 1/2 = 2 nu - 3/2
         shift = (lambda nu: nu + 0.5) if bug == "Bessel order + 1/2" else (lambda nu: 2 * nu - 1.5)
         mp.setattr(bayes, "_ive_ratio", lambda nu, kappa: orig(shift(nu), kappa))
+    elif bug == "softmax without max-shift":
+        orig = importlib.import_module("icdmin.energy").softmax
+        def naive(z, axis=-1):  # exp overflows to inf beyond 709, inf / inf = NaN
+            with np.errstate(over="ignore", invalid="ignore"):
+                return np.exp(z) / np.sum(np.exp(z), axis=axis, keepdims=True)
+        for mod in [m for name, m in sys.modules.items() if name.startswith("icdmin")]:
+            if getattr(mod, "softmax", None) is orig:
+                mp.setattr(mod, "softmax", naive)
     elif bug == "mixture posterior x 1.1":
         orig = tasks.posterior_mean_gmm
         mp.setattr(tasks, "posterior_mean_gmm", lambda *a, **k: 1.1 * orig(*a, **k))
 
 
 FIG4B = dict(d=[1, 8, 15], n_eval=300)
+LOW_NOISE = dict(L=[100, 300, 1000], batch=50, low_noise=dict(L=2000, sigma2_z=1e-3, batch=200))
 BUGS = {  # bug -> (experiment, its config, the claims that must notice)
     "gradient sign flip": ("fig4b", FIG4B, ["Fig4b d-shift"]),
     "lr = 0": ("fig4b", FIG4B, ["Fig4b d-shift"]),
@@ -219,9 +247,11 @@ BUGS = {  # bug -> (experiment, its config, the claims that must notice)
     "Bessel order + 1/2": ("oracle", dict(cases=["sphere"], batch=60), ["Oracle Eq. (6)"]),
     "authors' Bessel order": ("oracle", dict(cases=["sphere"], batch=60), ["Oracle Eq. (6)"]),
     "mixture posterior x 1.1": ("oracle", dict(cases=["gmm"], batch=60), ["Oracle Eq. (7)"]),
+    "softmax without max-shift": ("thm31", LOW_NOISE, ["Thm3.1 at low noise"]),
 }
 CLEAN = [("fig4b", FIG4B, ["Fig4b d-shift"]), BUGS["softmax -> linear"],
-         ("oracle", dict(cases=["sphere", "gmm"], batch=60), ["Oracle Eq. (6)", "Oracle Eq. (7)"])]
+         ("oracle", dict(cases=["sphere", "gmm"], batch=60), ["Oracle Eq. (6)", "Oracle Eq. (7)"]),
+         BUGS["softmax without max-shift"]]
 
 
 def _watched(name, config, prefixes, quick=True):
