@@ -29,6 +29,7 @@ from typing import Callable, NamedTuple
 from .experiments_energy import (  # noqa: F401  (unit functions must be attributes of this module)
     ENERGY_EXPERIMENTS,
     unit_circle_landscape,
+    unit_low_noise,
     unit_oracle_check,
     unit_prop32,
     unit_retrieval,
