@@ -250,7 +250,9 @@ def prepare_data(data, config: TrainConfig, test=None):
         task, epochs = None, config.epochs or paper_epochs(data.task)
         L, n_prompts, label = data.L, len(train_set) + len(test_set), f"Prompts(B={len(data)}, n={data.n})"
     else:
-        check_task(data, "data (the task)")
+        if not (callable(getattr(data, "sample", None)) and callable(getattr(data, "posterior_mean", None))):
+            raise TypeError(f"data must be a task (with sample and posterior_mean) or a Prompts batch "
+                            f"(e.g. Prompts.from_arrays(X, x_tilde, x)), got {type(data).__name__}")
         if test is not None:
             raise ValueError("test: only with Prompts as data (a task's test prompts are drawn from it)")
         L, n_prompts = config.L or L_PAPER, config.n_prompts or N_PROMPTS_PAPER
