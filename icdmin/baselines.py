@@ -1,9 +1,9 @@
 """Context-only estimators (they see only the prompt, not the task) and trivial baselines.
 
 Eq. (10) (linear attention with the ideal weights), Eq. (13) (softmax attention with α = 1, β = 1/σZ²), the
-empirical-prior Tweedie estimator (an extension: Eq. 14 attention with W_K = W_Q = I/σZ), the authors' affine-PCA projection baselines (mattsmart/
-in-context-denoising at commit c8aaeb3, src/nn_loss_baselines.py),
-and the zero / noisy-query / context-mean predictors.
+empirical-prior Tweedie estimator (an extension: Eq. 14 attention with W_K = W_Q = I/σZ), the authors' affine-PCA
+projection baselines (mattsmart/in-context-denoising at commit c8aaeb3, src/nn_loss_baselines.py), and the zero /
+noisy-query / context-mean predictors.
 
 Every function takes ``(X, x_tilde, ...)`` for one prompt, X (n, L) and x_tilde (n,), or a batch, X (B, n, L) and
 x_tilde (B, n), and returns (n,) or (B, n) to match. The O(BnL) NaN/inf scan of X is folded into a quantity the
@@ -144,8 +144,8 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
 
     bessel : {"paper", "authors", None}
         "paper": A = I_{(d̂+1)/2}(κ)/I_{(d̂-1)/2}(κ) (Eq. 6); "authors": I_{d̂-1/2}(κ)/I_{d̂-3/2}(κ), the order used in
-        the authors' code, correct only for d̂ = 2 (their src/nn_loss_baselines.py at commit c8aaeb3); None: A = 1 (unshrunk radial
-        projection, the label "P x̃ (onto S)").
+        the authors' code (src/nn_loss_baselines.py at commit c8aaeb3), correct only for d̂ = 2; None: A = 1
+        (unshrunk radial projection, the label "P x̃ (onto S)").
 
     Shapes: X (n, L) | (B, n, L), x_tilde (n,) | (B, n) -> (n,) | (B, n).
     """

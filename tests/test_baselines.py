@@ -213,7 +213,7 @@ def test_bad_input_names_the_argument(call, arg):
 
 
 def test_eq10_risk_at_finite_L_matches_closed_form():
-    """MSE of Eq. (10) on the linear task = linear_risk(γ = 1/(σ0²+σZ²)) (finite-L risk of Eq. 10) within Z standard errors."""
+    """MSE of Eq. (10) on the linear task = linear_risk(γ = 1/(σ0²+σZ²)) within Z standard errors."""
     n, d, L = 6, 2, 10
     p = LinearTask(n, d, 2.0, 1.0).sample(np.random.default_rng(2), 20000, L)
     err = np.mean((linear_attention_estimator(p.X, p.x_tilde, 2.0, 1.0) - p.x) ** 2, axis=1)

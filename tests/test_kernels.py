@@ -121,15 +121,14 @@ def test_kernels_used_exactly_when_numba_imports(monkeypatch):
 def test_results_do_not_depend_on_thread_count(kind):
     import numba
 
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs at least 2 numba threads")
     X, q, x, W_KQ, W_PV = attention_problem(3, 37, 16, 101, 3.0)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
+        assert _kernels.get_num_threads() == 1
         one = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
         out_one = _kernels.forward(_kernels.KIND_CODES[kind], X, q, W_KQ, W_PV)
-        numba.set_num_threads(2)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         two = _kernel_loss(kind, X, q, x, W_KQ, W_PV)
         out_two = _kernels.forward(_kernels.KIND_CODES[kind], X, q, W_KQ, W_PV)
     finally:
@@ -148,20 +147,6 @@ def test_attention_module_exposes_unchecked_entry_point():
         b = loss_and_grads(X, q, x, W_KQ, W_PV, kind)
         assert a[0] == b[0]
         np.testing.assert_array_equal(a[1], b[1])
-
-
-@given(seeds, finite_floats(1e-3, 800.0), st.integers(1, 40), finite_floats(-50.0, 50.0))
-def test_vectorised_exp_matches_numpy(seed, spread, L, m):
-    """_exp_shifted: exp(a − m) to 1e-14 relative (Cody-Waite reduction, degree-12 Taylor, remainder 2e-16);
-    arguments below −700 are clamped there (their weight is < 1e-304 next to the largest one, 1)."""
-    z = m + np.random.default_rng(seed).uniform(-spread, 0.0, L)  # (L,), all <= m
-    z[0] = m  # the max-shifted softmax always has one argument 0
-    a = z.copy()
-    _kernels._exp_shifted(a, m, np.empty(L, np.int64))
-    x = z - m
-    big = x >= -700
-    np.testing.assert_allclose(a[big], np.exp(x[big]), rtol=1e-14, atol=0)
-    assert np.all(a[~big] <= np.exp(-700.0) * (1 + 1e-14))
 
 
 @given(dims(max_n=5, max_L=12, max_B=6), seeds, kinds, st.booleans())

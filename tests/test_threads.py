@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -52,7 +53,8 @@ def test_import_and_sampling_change_no_environment_variable_and_start_no_thread(
 
 @pytest.mark.parametrize("kind", ["softmax", "linear"])
 def test_forked_pool_after_the_parent_used_the_kernels(kind):
-    """GNU OpenMP killed such a child ("fork() called from a process already using GNU OpenMP") and a Pool hung."""
+    """The helper threads do not exist in the child, which starts its own (with numba's GNU OpenMP layer such
+    a child was killed: "fork() called from a process already using GNU OpenMP", and a Pool hung)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork on this platform")
     want = _loss(kind)  # the parent starts numba's threads here (with the JIT on)
@@ -66,7 +68,7 @@ def test_forked_pool_after_the_parent_used_the_kernels(kind):
 
 
 def test_four_python_threads_at_once():
-    """numba's workqueue layer aborts on concurrent launches; the kernels' launch lock serialises them."""
+    """Concurrent calls: one uses the helper threads, the others run serially in their own thread."""
     want = _loss()
     got, errors = [], []
 
@@ -87,23 +89,36 @@ def test_four_python_threads_at_once():
         _assert_same(g, want)
 
 
-needs_jit = pytest.mark.skipif(not _kernels.JIT_ENABLED, reason="the threading layer matters only to the JIT")
-LAYER = ("from strategies import attention_problem; import numba, icdmin; "
-         "icdmin.loss_and_grads(*attention_problem(0, 4, 3, 5), 'softmax'); print(numba.threading_layer())")
+def test_kernel_calls_start_no_numba_thread_pool():
+    """The kernels are serial (their helpers are Python threads): numba's threading layer never starts."""
+    _run("from strategies import attention_problem; import icdmin; from numba.np.ufunc import parallel; "
+         "icdmin.loss_and_grads(*attention_problem(0, 40, 3, 5), 'softmax'); assert not parallel._is_initialized")
 
 
-@needs_jit
-def test_first_kernel_call_picks_a_fork_safe_layer():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
-    full = {**env, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__)] + sys.path)}
-    done = subprocess.run([sys.executable, "-c", LAYER], env=full, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[-1] in ("tbb", "workqueue")
+def test_chunks_run_on_the_caller_and_a_helper_in_order(monkeypatch):
+    monkeypatch.setattr(_kernels, "get_num_threads", lambda: 2)
+    seen = set()
+
+    def chunk(scale, lo, hi):
+        seen.add(threading.get_ident())
+        time.sleep(0.02)
+        return [scale * i for i in range(lo, hi)]
+
+    parts = _kernels._run(chunk, (3,), 16)
+    assert [v for p in parts for v in p] == [3 * i for i in range(16)]
+    assert len(seen) == 2 and threading.get_ident() in seen
 
 
-@needs_jit
-def test_an_explicit_user_layer_is_respected():
-    """GNU OpenMP, which icdmin would not pick, chosen through the environment or numba's config."""
-    assert _run(LAYER, NUMBA_THREADING_LAYER="omp").split()[-1] == "omp"
-    out = _run("import numba; numba.config.THREADING_LAYER = 'omp'; " + LAYER)
-    assert out.split()[-1] == "omp"
+def test_a_stalled_helper_does_not_stall_the_call(monkeypatch):
+    """A helper that stops (here: sleeps 2 s, as if descheduled) has its chunk recomputed by the caller."""
+    monkeypatch.setattr(_kernels, "get_num_threads", lambda: 2)
+    caller = threading.get_ident()
+
+    def chunk(lo, hi):
+        time.sleep(0.001 if threading.get_ident() == caller else 2.0)
+        return list(range(lo, hi))
+
+    t0 = time.perf_counter()
+    parts = _kernels._run(chunk, (), 8)
+    assert time.perf_counter() - t0 < 1.0
+    assert [v for p in parts for v in p] == list(range(8))
