@@ -221,8 +221,9 @@ class _Run:
 
         pictures = self.folder.write_rendered(lambda folder: figures.render(self.document(table), folder))
         self.total_s = time.perf_counter() - self.t_start
-        self.folder.write("results.json", self.document(table, compute_wall_s=t_fig - self.t_start, total_wall_s=self.total_s,
-                                                 figures_s=time.perf_counter() - t_fig))
+        timing = dict(compute_wall_s=t_fig - self.t_start, total_wall_s=self.total_s,
+                      figures_s=time.perf_counter() - t_fig)
+        self.folder.write("results.json", self.document(table, **timing))
         return table, pictures, self.folder.close()
 
     def interrupted(self) -> int:
@@ -264,7 +265,9 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
         workers.announce_compile()
         r.execute()
         table, pictures, removed = r.publish()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as err:
+        if not workers.is_ctrl_c(err):
+            raise
         if r is None:
             print("\ninterrupted before any experiment started: nothing written", file=sys.stderr, flush=True)
         return r.interrupted() if r is not None else INTERRUPTED

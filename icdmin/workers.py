@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-__all__ = ["announce_compile", "init_worker", "kill_pool", "start_pool", "submit_all"]
+__all__ = ["announce_compile", "init_worker", "is_ctrl_c", "kill_pool", "start_pool", "submit_all"]
 
 
 def start_pool(jobs: int) -> cf.ProcessPoolExecutor:
@@ -78,3 +78,15 @@ def announce_compile() -> None:
         return  # another numba layout: stay silent rather than guess
     if dispatchers and not cached:
         print("compiling Numba kernels (first run only, up to a minute; cached for later runs)...", flush=True)
+
+
+def is_ctrl_c(err: BaseException) -> bool:
+    """True for a KeyboardInterrupt, or an error caused by one: Ctrl-C inside a Numba kernel surfaces as a chain of
+    ``SystemError: ... returned a result with an exception set`` with the KeyboardInterrupt at its root."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
