@@ -53,6 +53,10 @@ def _train(args) -> int:
     from .train_cli import main as train_main
 
     problem = check_dirs(save=args.save, load=args.load)
+    fixed = ("task", "kind", "seed", "data_seed", "epochs", "L", "model", "online", "eval_every")  # by the saved run
+    extra = [f"--{d.replace('_', '-')}" for d in fixed if getattr(args, d) != args.parser.get_default(d)]
+    if args.load is not None and extra:
+        problem = f"argument --load: {', '.join(extra)} not allowed (fixed by the saved run; --n-fresh is allowed)"
     if problem:
         args.parser.error(problem)
     if args.load is not None:

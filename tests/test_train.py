@@ -345,7 +345,7 @@ def test_cli_prints_one_line_per_evaluation_with_the_oracle():
     (["--task", "torus"], "--task"), (["--L", "0"], "--L"), (["--epochs", "0"], "--epochs"),
     (["--n-fresh", "-1"], "--n-fresh"), (["--eval-every", "0"], "--eval-every"), (["--seed", "-1"], "--seed"),
     (["--data-seed", "x"], "--data-seed"), (["--save", "FILE"], "--save"), (["--load", "EMPTY"], "--load"),
-    (["--save", "EMPTY", "--load", "EMPTY"], "--load"),
+    (["--save", "EMPTY", "--load", "EMPTY"], "--load"), (["--load", "RUN", "--epochs", "3"], "--load"),
 ])
 def test_cli_usage_errors_before_any_compute(argv, name, tmp_path, capsys):
     """One argparse line naming the option, exit code 2, nothing printed on stdout (no training started)."""
@@ -353,7 +353,10 @@ def test_cli_usage_errors_before_any_compute(argv, name, tmp_path, capsys):
 
     (tmp_path / "FILE").write_text("not a folder")
     (tmp_path / "EMPTY").mkdir()
-    argv = [str(tmp_path / a) if a in ("FILE", "EMPTY") else a for a in argv]
+    (tmp_path / "RUN").mkdir()
+    for file in ("weights.npz", "history.json"):
+        (tmp_path / "RUN" / file).write_text("")  # present: the option check must come first
+    argv = [str(tmp_path / a) if a in ("FILE", "EMPTY", "RUN") else a for a in argv]
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["train", *argv])
     err = capsys.readouterr()
