@@ -19,10 +19,10 @@ def _reproduce(args) -> int:
     try:  # every argument, --out last (created and test-written), before any compute
         checked = check_args(args.out, quick=args.quick, only=only, jobs=args.jobs, seed=args.seed,
                              strict=args.strict)
-    except (TypeError, ValueError) as err:
-        args.parser.error(f"argument --{str(err).split(':')[0]}: {str(err).split(': ', 1)[-1]}")
-    return run(checked["out"], quick=checked["quick"], only=only, jobs=checked["jobs"], seed=checked["seed"],
-               strict=checked["strict"])
+    except (TypeError, ValueError) as err:  # the message starts with the argument's name: "seed: expected ..."
+        name, _, message = str(err).partition(": ")
+        args.parser.error(f"argument --{name}: {message}")
+    return run(**checked)
 
 
 def _bench(args) -> int:
