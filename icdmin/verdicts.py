@@ -5,10 +5,9 @@ one row per claim: ``claim``, ``paper`` (what the paper says), ``measured`` (icd
 PyTorch code on the same protocol, :data:`icdmin.paper.AUTHORS`; empty where unknown), ``tolerance`` (the stated
 criterion and where it comes from), ``holds`` (bool) and ``guards`` (the kind of bug the row would catch).
 
-Tolerances: a comparison with a Monte-Carlo or seed spread uses its standard error with z = :data:`Z` (stated in
-the row), so it stays valid in ``--quick`` mode with fewer prompts; a ratio to a Bayes oracle is two-sided (a model
-or an oracle that beats the Bayes risk beyond noise is a bug too); the remaining tolerances are the paper's
-precision (numbers read off its figures) or a stated modelling allowance. MSEs are per coordinate ("MSE/n").
+Tolerances: a Monte-Carlo or seed spread enters through its standard error with z = :data:`Z` (valid at --quick
+sizes too); a ratio to a Bayes oracle is two-sided (beating the Bayes risk beyond noise is a bug too); the rest are
+the paper's precision (figure numbers) or a stated modelling allowance. MSEs are per coordinate ("MSE/n").
 """
 
 from __future__ import annotations
@@ -16,18 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from .bayes import optimal_linear_gamma
-from .paper import (
-    AUTHORS,
-    CIRCLE_TOTAL_SQ_ERROR,
-    FIG3_C1_GAMMA,
-    FIG3_C1_SOFTMAX,
-    FIG3_C2_SOFTMAX,
-    FIG3_C3_SOFTMAX,
-    FIG8_PRODUCT,
-    FIG8_SOFTMAX,
-    L_PAPER,
-    TASK_PARAMS,
-)
+from .paper import (AUTHORS, CIRCLE_TOTAL_SQ_ERROR, FIG3_C1_GAMMA, FIG3_C1_SOFTMAX, FIG3_C2_SOFTMAX, FIG3_C3_SOFTMAX,
+                    FIG8_PRODUCT, FIG8_SOFTMAX, L_PAPER, TASK_PARAMS)
 
 __all__ = ["AUTHORS", "Z", "verdicts"]
 
@@ -43,11 +32,6 @@ def _f(x, digits=4):
 def _row(rows, claim, paper, measured, authors, tolerance, holds, guards):
     rows.append({"claim": claim, "paper": paper, "measured": measured, "authors": authors, "tolerance": tolerance,
                  "holds": bool(holds), "guards": guards})
-
-
-def _floor(se, mse):
-    """Lowest MSE / Bayes ratio that noise explains: 1 - Z se / mse (se of the oracle's MSE, same prompts)."""
-    return 1 - Z * se / mse
 
 
 def _fig3_scales(cases, rows):
@@ -89,7 +73,7 @@ def _fig3_vs_bayes(cases, rows, quick):
     for case in ("linear", "sphere", "gmm"):
         label, run = LABEL[case], cases[case]["runs"]["linear" if case == "linear" else "softmax"]
         oracle = cases[case]["baselines"]["oracle"]  # same fresh prompts as the trained models' fresh MSE
-        low = _floor(oracle["se"], oracle["mse"])
+        low = 1 - Z * oracle["se"] / oracle["mse"]  # the lowest ratio that the oracle's own noise explains
         ratio = np.mean(run["fresh_mse"]) / run["fresh_bayes_mse"]
         auth = AUTHORS[case]["fresh"] / AUTHORS[case]["bayes"]
         _row(rows, f"Fig3 {label} held-out MSE / Bayes, 800 prompts", "near-optimal",
@@ -97,21 +81,17 @@ def _fig3_vs_bayes(cases, rows, quick):
              f"{_f(low, 3)} < ratio < 1.30 (low: Bayes - {Z:g} s.e.; high: authors 1.09-1.23, over-fitting)",
              low < ratio < 1.30, "a model that beats the Bayes oracle (query leak, wrong oracle) or does not learn")
     slack = 1.10 if quick else 1.03  # quick mode's online / identity runs are short (20 epochs)
-    for protocol in ("online", "identity"):
-        for case in ("linear", "sphere", "gmm"):
-            run = cases[case].get(protocol)
-            if run is None:
-                continue
-            oracle = cases[case]["baselines"]["oracle"]
-            low = _floor(oracle["se"], oracle["mse"])
-            ratio = run["fresh_mse"] / run["fresh_bayes_mse"]
-            ref = AUTHORS[case]["best_identity"] / AUTHORS[case]["bayes"]  # the finite-L floor of this model class
-            _row(rows, f"Fig3 {LABEL[case]} {protocol} training: fresh MSE / Bayes", "near-optimal",
-                 f"{_f(ratio)} (fresh {_f(run['fresh_mse'])})", f"best scaled identity {_f(ref)}",
-                 f"{_f(low, 3)} < ratio < {slack:g} x the best scaled identity's (low: Bayes - {Z:g} s.e.; high: "
-                 "the finite-L floor, authors' code" + ("; 20-epoch quick run)" if quick else ")"),
-                 low < ratio < slack * ref,
-                 f"{protocol} training that does not converge or beats the Bayes oracle")
+    for protocol, case in [(p, c) for p in ("online", "identity") for c in LABEL if p in cases[c]]:
+        run = cases[case][protocol]
+        oracle = cases[case]["baselines"]["oracle"]
+        low = 1 - Z * oracle["se"] / oracle["mse"]
+        ratio = run["fresh_mse"] / run["fresh_bayes_mse"]
+        ref = AUTHORS[case]["best_identity"] / AUTHORS[case]["bayes"]  # the finite-L floor of this model class
+        _row(rows, f"Fig3 {LABEL[case]} {protocol} training: fresh MSE / Bayes", "near-optimal",
+             f"{_f(ratio)} (fresh {_f(run['fresh_mse'])})", f"best scaled identity {_f(ref)}",
+             f"{_f(low, 3)} < ratio < {slack:g} x the best scaled identity's (low: Bayes - {Z:g} s.e.; high: "
+             "the finite-L floor, authors' code" + ("; 20-epoch quick run)" if quick else ")"),
+             low < ratio < slack * ref, f"{protocol} training that does not converge or beats the Bayes oracle")
 
 
 def _fig3(r, rows, quick=False):
@@ -133,10 +113,10 @@ def _fig3(r, rows, quick=False):
     s1 = cases["linear"]["runs"]["softmax"]  # Case 1 softmax: the small-epsilon regime of Prop. 3.2
     sa, sb, prod = np.mean(np.abs(s1["alpha"])), np.mean(np.abs(s1["beta"])), np.mean(s1["gamma"])
     pa, pb = FIG3_C1_SOFTMAX["alpha"], FIG3_C1_SOFTMAX["beta"]
-    _row(rows, "Fig3 C1 softmax: small beta, large alpha", f"beta {pb}, alpha {pa} (product {_f(pa * pb, 2)})",
-         f"beta {_f(sb, 3)}, alpha {_f(sa, 3)}, product {_f(prod, 3)}", "",
-         "beta < 0.3, alpha > 1, product within 10% of 0.32 (linear attention: beta ~ alpha ~ 0.57)",
-         sb < 0.3 and sa > 1 and abs(prod / 0.32 - 1) < 0.1, "softmax replaced by linear attention")
+    _row(rows, "Fig3 C1 softmax: small beta, large alpha", f"beta {pb}, alpha {pa} (product {_f(pa * pb, 3)})",
+         f"beta {_f(sb, 3)}, alpha {_f(sa, 3)}, product {_f(prod, 3)}", "", "beta < 0.3, alpha > 1, product within "
+         "10% of the paper's (linear attention: beta ~ alpha ~ 0.57)", sb < 0.3 and sa > 1 and
+         abs(prod / (pa * pb) - 1) < 0.1, "softmax replaced by linear attention")
 
 
 def _fig4a(r, rows):
@@ -153,17 +133,17 @@ def _fig4a(r, rows):
     d = TASK_PARAMS["linear"]["d"]  # the oracle's error per prompt is (2/3) chi2_d / n: relative s.d. sqrt(2/d)
     low = 1 - Z * np.sqrt(2 / d) / np.sqrt(r["n_fresh"])
     _row(rows, "Fig4a MSE -> Bayes as L grows", "approaches Bayes", f"MSE/Bayes {_f(first, 3)} at L={r['L'][0]}, "
-         f"{_f(ratio, 3)} at L={r['L'][-1]}", "",
-         f"{_f(low, 3)} < ratio at largest L < 1.10 (low: Bayes - {Z:g} s.e., chi2_d) and below the ratio at "
-         "smallest L",
-         low < ratio < 1.10 and ratio < first, "a model that beats the Bayes risk; no improvement with L")
+         f"{_f(ratio, 3)} at L={r['L'][-1]}", "", f"{_f(low, 3)} < ratio at largest L < 1.10 (low: Bayes - {Z:g} "
+         "s.e., chi2_d) and below the ratio at smallest L", low < ratio < 1.10 and ratio < first,
+         "a model that beats the Bayes risk; no improvement with L")
 
 
 def _fig4b(r, rows):
-    c = r["curves"]
+    c, p = r["curves"], TASK_PARAMS["linear"]
     big, small = c["499"], c["29"]
-    worst = max(m / (2 / 3) - 1 for m in big["d_inv_mse"])
-    zmin = min((m - 2 / 3) / s for m, s in zip(big["d_inv_mse"], big["d_inv_mse_se"]))
+    bayes = p["sigma2_0"] * p["sigma2_z"] / (p["sigma2_0"] + p["sigma2_z"])  # d^-1 MSE of the oracle: 2/3, any d
+    worst = max(m / bayes - 1 for m in big["d_inv_mse"])
+    zmin = min((m - bayes) / s for m, s in zip(big["d_inv_mse"], big["d_inv_mse_se"]))
     rise = small["d_inv_mse"][-1] - small["d_inv_mse"][0]
     _row(rows, "Fig4b d-shift: kept at L=499, rising at L=29", "performance maintained away from d=8",
          f"L=499: max over d of d^-1 MSE is {_f(1 + worst, 3)} x Bayes (2/3), min z vs Bayes {_f(zmin, 2)}; L=29: "
@@ -190,7 +170,8 @@ def _fig5(r, rows):
     z = {k: (c[k]["total_sq_error"] - v) / (c[k]["total_sq_error_se"] * scale)
          for k, v in CIRCLE_TOTAL_SQ_ERROR.items()}
     zmax = max(abs(v) for v in z.values())
-    _row(rows, "Fig5 circle table (paper §4 setting) [derived]", "1 step 0.132, retrieval 0.149, 50 steps 0.451",
+    ref = ", ".join(f"{k} {CIRCLE_TOTAL_SQ_ERROR[k]}" for k in ("1 step", "retrieval", "50 steps"))
+    _row(rows, "Fig5 circle table (paper §4 setting) [derived]", ref,
          f"{_f(one['total_sq_error'], 3)}, {_f(ret['total_sq_error'], 3)}, {_f(fifty['total_sq_error'], 3)}"
          f" (max |z| {_f(zmax, 2)})", "", f"every entry within {Z:g} s.e. (both tables' Monte-Carlo noise)",
          zmax < Z, "a wrong energy step or Bessel order (the circle oracle is I_1/I_0)")
@@ -228,34 +209,30 @@ def _fig6(r, rows):
 
 
 def _fig8(r, rows):
-    for kind in ("linear", "softmax"):
-        for target in ("clean", "transformed"):
-            v = r.get(f"{kind}/{target}")
-            if v is None:
-                continue
-            fits = v["fits"]
-            pv_alt = fits["PV_vs_identity"] if target == "clean" else fits["PV_vs_A_inv"]
-            pv, kq, kq_alt = fits["PV_vs_theory"], fits["KQ_vs_theory"], fits["KQ_vs_identity"]
-            # the theory explains >= 84% of |W|_F^2 (residual < 0.4) and beats the alternative structure
-            ok = all(fit["rel_residual"] < min(0.4, alt["rel_residual"]) for fit, alt in ((pv, pv_alt), (kq, kq_alt)))
-            tol = "residuals < 0.4 and < the alternative's"
-            if target == "clean":  # the paper's Fig. 8 numbers are for the target x only
-                ok = ok and abs(v["scale_product"] / FIG8_PRODUCT[kind] - 1) < 0.1
-                tol += "; product within 10%"
-            if kind == "softmax":  # Prop. 3.2's regime: small beta, large alpha (linear attention: both ~0.58)
-                ok = ok and pv["scale"] > 1 and kq["scale"] < 0.3
-                tol += "; alpha > 1 and beta < 0.3"
-            pv_t = "A^-1" if target == "clean" else "I"
-            said = f"; alpha*beta {FIG8_PRODUCT[kind]}" if target == "clean" else " (derived from A.13)"
-            if kind == "softmax":
-                said += f"; alpha {FIG8_SOFTMAX['alpha']}, beta {FIG8_SOFTMAX['beta']}"
-            _row(rows, f"Fig8 {kind}, target {'x (A.12)' if target == 'clean' else 'Ax (A.13)'}: W_PV~{pv_t}, "
-                 "W_KQ~(AA^T)^-1", f"this structure{said}",
-                 f"rel. resid. PV {_f(pv['rel_residual'], 2)} (alt. {_f(pv_alt['rel_residual'], 2)}), KQ "
-                 f"{_f(kq['rel_residual'], 2)} (vs I {_f(kq_alt['rel_residual'], 2)}); alpha {_f(pv['scale'], 3)}, "
-                 f"beta {_f(kq['scale'], 3)}, alpha*beta {_f(v['scale_product'], 3)}", "", tol, ok,
-                 "the transform applied to the wrong side or target" + ("; softmax replaced by linear attention"
-                                                                        if kind == "softmax" else ""))
+    for kind, target in [(k, t) for k in ("linear", "softmax") for t in ("clean", "transformed") if f"{k}/{t}" in r]:
+        v = r[f"{kind}/{target}"]
+        fits = v["fits"]
+        pv_alt = fits["PV_vs_identity"] if target == "clean" else fits["PV_vs_A_inv"]
+        pv, kq, kq_alt = fits["PV_vs_theory"], fits["KQ_vs_theory"], fits["KQ_vs_identity"]
+        # the theory explains >= 84% of |W|_F^2 (residual < 0.4) and beats the alternative structure
+        ok = all(fit["rel_residual"] < min(0.4, alt["rel_residual"]) for fit, alt in ((pv, pv_alt), (kq, kq_alt)))
+        tol = "residuals < 0.4 and < the alternative's"
+        if target == "clean":  # the paper's Fig. 8 numbers are for the target x only
+            ok = ok and abs(v["scale_product"] / FIG8_PRODUCT[kind] - 1) < 0.1
+            tol += "; product within 10%"
+        if kind == "softmax":  # Prop. 3.2's regime: small beta, large alpha (linear attention: both ~0.58)
+            ok = ok and pv["scale"] > 1 and kq["scale"] < 0.3
+            tol += "; alpha > 1 and beta < 0.3"
+        pv_t = "A^-1" if target == "clean" else "I"
+        said = (f"; alpha*beta {FIG8_PRODUCT[kind]}" if target == "clean" else " (derived from A.13)") + (
+            f"; alpha {FIG8_SOFTMAX['alpha']}, beta {FIG8_SOFTMAX['beta']}" if kind == "softmax" else "")
+        _row(rows, f"Fig8 {kind}, target {'x (A.12)' if target == 'clean' else 'Ax (A.13)'}: W_PV~{pv_t}, "
+             "W_KQ~(AA^T)^-1", f"this structure{said}",
+             f"rel. resid. PV {_f(pv['rel_residual'], 2)} (alt. {_f(pv_alt['rel_residual'], 2)}), KQ "
+             f"{_f(kq['rel_residual'], 2)} (vs I {_f(kq_alt['rel_residual'], 2)}); alpha {_f(pv['scale'], 3)}, "
+             f"beta {_f(kq['scale'], 3)}, alpha*beta {_f(v['scale_product'], 3)}", "", tol, ok,
+             "the transform applied to the wrong side or target" + ("; softmax replaced by linear attention"
+                                                                    if kind == "softmax" else ""))
 
 
 def _thm31(r, rows):
@@ -275,9 +252,9 @@ def _thm31_low_noise(u, rows):
     ratio = att["mse"] / opt["mse"] if finite else float("nan")
     _row(rows, "Thm3.1 at low noise: circle, sZ^2 = 1e-3 (beta = 1000)", "Eq. (13) -> oracle for every sigma_Z^2",
          (f"MSE / oracle {_f(ratio, 4)} (paired excess {_f(ex['mse'], 2)} +- {_f(ex['se'], 2)})" if finite else
-          "not finite") + f" at L={u['L']}; logits up to {_f(u['max_logit'], 4)}", "", f"finite, excess > -{Z:g} s.e. and ratio < 1.10 (finite-L excess)",
-         finite and ex["mse"] > -Z * ex["se"] and ratio < 1.10,
-         "a softmax without its max-shift (exp overflows beyond logits of 709)")
+          "not finite") + f" at L={u['L']}; logits up to {_f(u['max_logit'], 4)}", "",
+         f"finite, excess > -{Z:g} s.e. and ratio < 1.10 (finite-L excess)", finite and ex["mse"] > -Z * ex["se"]
+         and ratio < 1.10, "a softmax without its max-shift (exp overflows beyond logits of 709)")
 
 
 def _prop32(r, rows):
@@ -288,10 +265,7 @@ def _prop32(r, rows):
 
 
 def _oracle(r, rows):
-    for case in ("linear", "sphere", "gmm"):
-        u = r.get(case)
-        if u is None:
-            continue
+    for case, u in [(c, r[c]) for c in LABEL if c in r]:
         ex, ra = u["excess"], u["radial"]
         ok = abs(ex["mse"]) < Z * ex["se"] + u["mc_noise"] and abs(ra["mse"]) < Z * ra["se"]
         _row(rows, f"Oracle {ORACLE_EQ[case]} = independent MC posterior mean ({LABEL[case]})",
