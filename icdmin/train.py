@@ -32,9 +32,9 @@ from .attention import _loss_and_grads_numpy, _loss_and_grads_unchecked, attenti
 from ._arrays import mse
 from .optim import _adam_update, _sgd_update, step_schedule
 from .prompts import Prompts
-from .train_setup import (IDENTITY_INIT, TrainConfig, check_batch_order, check_choice, check_init, compress_linear,
-                          fresh_prompts, init_weights, mean_abs_offdiagonal, mean_diagonal, paper_epochs, prepare_data,
-                          split_prompts, stream_rng)
+from .train_setup import (IDENTITY_INIT, TRAIN_KINDS, TrainConfig, check_batch_order, check_choice, check_init,
+                          compress_linear, fresh_prompts, init_weights, mean_abs_offdiagonal, mean_diagonal,
+                          paper_epochs, prepare_data, split_prompts, stream_rng)
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fresh_prompts", "init_weights", "mean_abs_offdiagonal",
            "mean_diagonal", "paper_epochs", "split_prompts", "train"]
@@ -132,7 +132,7 @@ def evaluate(W_KQ, W_PV, prompts, *, kind="softmax") -> dict:
     if not isinstance(prompts, Prompts):
         raise TypeError(f"prompts must be a Prompts batch (task.sample or Prompts.from_arrays), "
                         f"got {type(prompts).__name__}")
-    kind = check_choice("kind", kind, ("linear", "softmax"))
+    kind = check_choice("kind", kind, TRAIN_KINDS)
     pred = attention(prompts.X, prompts.x_tilde, W_KQ, W_PV, kind)  # (B, n)
     return {"mse": mse(pred, prompts.x), "oracle_mse": _oracle_mse(prompts), "n_prompts": len(prompts), "kind": kind}
 

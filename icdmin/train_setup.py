@@ -17,10 +17,10 @@ from ._arrays import as_float_array, check_bool, check_int, check_positive, chec
 from .prompts import Prompts
 from .tasks import LinearTask
 
-__all__ = ["IDENTITY_INIT", "KINDS", "TrainConfig", "fresh_prompts", "init_weights", "mean_abs_offdiagonal",
+__all__ = ["IDENTITY_INIT", "TRAIN_KINDS", "TrainConfig", "fresh_prompts", "init_weights", "mean_abs_offdiagonal",
            "mean_diagonal", "paper_epochs", "split_prompts", "stream_rng"]
 
-KINDS = ("linear", "softmax")
+TRAIN_KINDS = ("linear", "softmax")  # the kinds train() learns (Eqs. 11, 12); attention.KINDS adds Eq. (14)
 STREAMS = {"data": 1, "init": 2, "fresh": 3, "online": 4}  # a run's random streams (icdmin.train's docstring)
 _EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
 IDENTITY_INIT = 0.1  # alpha = beta = 0.1 for model="identity", as the authors' "ForceDiag" models
@@ -59,7 +59,7 @@ class TrainConfig:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("kind", check_choice("kind", self.kind, KINDS))
+        put("kind", check_choice("kind", self.kind, TRAIN_KINDS))
         put("optimizer", check_choice("optimizer", self.optimizer, ("adam", "sgd")))
         put("model", check_choice("model", self.model, ("full", "identity")))
         for name, low in (("seed", 0), ("batch_size", 1), ("eval_every", 1), ("n_fresh", 0)):
