@@ -232,17 +232,17 @@ class _Run:
         try:
             if self.pool is not None:
                 workers.kill_pool(self.pool)
-            if "results.json" in self.folder.written:  # all experiments had finished: Ctrl-C came while drawing
-                message = "results.json is complete; figures drawn so far are kept"
+            path = os.path.join(self.out, "results.json")
+            if "results.json" in self.folder.written:  # every experiment had finished: Ctrl-C while drawing
+                message = f"{path} is complete; the figures drawn so far are kept"
             else:
                 self.write_tables()
                 self.folder.write("results.json", self.document([], compute_wall_s=time.perf_counter() - self.t_start))
                 kept = [n for n in self.names if n in self.results]
                 what = ", ".join(kept) if kept else "no experiment had finished"
-                message = f"kept {len(kept)} of {len(self.names)} experiment(s) ({what}), marked incomplete"
+                message = f"kept {len(kept)} of {len(self.names)} experiment(s) ({what}) in {path}, marked incomplete"
             self.folder.close()
-            print(f"\ninterrupted: {message} in {os.path.join(self.out, 'results.json')}", file=sys.stderr,
-                  flush=True)
+            print(f"\ninterrupted: {message}", file=sys.stderr, flush=True)
         finally:
             signal.signal(signal.SIGINT, previous)
         return INTERRUPTED
@@ -278,8 +278,7 @@ def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: in
     if removed:
         print(f"removed {len(removed)} file(s) of an earlier run: {', '.join(removed)}")
     csvs = len([name for name in r.folder.written if name.endswith(".csv")])
-    print(f"wrote {out}/results.json, {csvs} CSV file(s) and manifest.json in "
-          f"{r.total_s:.1f} s wall", flush=True)
+    print(f"wrote {out}/results.json, {csvs} CSV file(s) and manifest.json in {r.total_s:.1f} s wall", flush=True)
     held = sum(row["holds"] for row in table)
     if held < len(table) and args["strict"]:
         print(f"reproduce: {len(table) - held} claim(s) failed: exit code 1 (--no-strict: 0)", file=sys.stderr)
