@@ -152,6 +152,10 @@ if __name__ == "__main__" and "__file__" in globals():
 #
 # Tokens are **columns**: a context `X` is `(n, L)`, a batch of them `(B, n, L)`; `L` counts clean tokens.
 #
+# Run it all with `python scripts/tutorial.py` (about 10 s of CPU; figures go to `docs/tutorial/`, or to
+# `--out DIR`), or open `scripts/tutorial.py` as a notebook with jupytext and run the cells one by one. Every
+# `check(...)` line asserts a claim of the lesson and prints `ok: ...` when it holds.
+#
 # ## 1. Prompts of the three tasks
 
 # %%
@@ -193,7 +197,7 @@ def draw_prompts(axes):
     for ax, q, title in zip(axes, (circle, blobs), ("circle: sphere task, n=2, d=1", "mixture task, n=2, K=3")):
         colour = {"c": q.labels[0, :-1], "cmap": "tab10", "vmax": 9} if q.labels is not None else {"c": "tab:blue"}
         ax.scatter(*q.X[0], s=12, label="context tokens (columns of X)", **colour)
-        ax.scatter(*q.x[0], marker="*", s=200, c="tab:green", label="clean query x (the target)")
+        ax.scatter(*q.x[0], marker="*", s=200, c="black", label="clean query x (the target)")
         ax.scatter(*q.x_tilde[0], marker="X", s=90, c="tab:red", label="noisy query x_tilde")
         ax.set(title=title, aspect="equal", xlim=(-1.8, 1.8), ylim=(-1.8, 1.8))
     axes[0].legend(loc="lower left", fontsize=7)
