@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from icdmin import (
     GMMTask,
@@ -255,3 +257,22 @@ def test_cli_load_rejects_a_foreign_history(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["train", "--load", str(tmp_path)])
     assert exit_info.value.code == 2 and "argument --load" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes=st.lists(st.lists(st.integers(0, 3), min_size=0, max_size=3), min_size=3, max_size=3),
+       fill=st.sampled_from([0.5, np.nan, np.inf, 1e308]), dtype=st.sampled_from([np.float64, np.int64, np.bool_]))
+def test_from_arrays_and_evaluate_fail_only_by_name(shapes, fill, dtype):
+    """Adversarial shapes, values and dtypes: a result, or a ValueError / TypeError naming an argument; the
+    caller's arrays are never changed and the result never holds NaN from finite input."""
+    arrays = [np.full(shape, fill).astype(dtype) if dtype is not np.int64 or np.isfinite(fill) else np.zeros(shape)
+              for shape in shapes]
+    before = [a.copy() for a in arrays]
+    try:
+        prompts = Prompts.from_arrays(*arrays)
+        got = evaluate(np.eye(prompts.n), np.eye(prompts.n), prompts, kind="linear")
+        assert np.isfinite(got["mse"]) and got["oracle_mse"] is None
+    except (ValueError, TypeError) as err:
+        assert any(name in str(err) for name in ("X", "x_tilde", "x", "pred", "target", "W_KQ", "W_PV", "batch")), err
+    for a, b in zip(arrays, before):
+        np.testing.assert_array_equal(a, b)
