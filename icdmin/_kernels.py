@@ -1,20 +1,19 @@
 """Fused Numba kernels for one-layer attention: the only module that imports numba.
 
 The NumPy code in ``attention.py`` is the specification (parity at rtol 1e-10 in float64, ``tests/test_kernels.py``).
-A prompt's context (16 × 499 float64 = 64 KB) stays in L2 between its forward and backward passes. Each prompt has
-its own loss and gradient slot, summed in prompt order: results do not depend on threads. Loops run along the
-contiguous token axis t from index 0 (in numba 0.68 ``range(lo, hi)`` with lo > 0 did not vectorise), and
-``fastmath={"reassoc", "contract"}`` lets LLVM vectorise them (FMA, SIMD). The exponential is libm's: a
-hand-written vectorised one was 1.4x faster here (measured), short of the 2x a special kernel must show.
+A prompt's context (16 × 499 float64 = 64 KB) stays in L2 between its forward and backward passes; its loss and
+gradients go to its own slot, and slots are summed in prompt order (results do not depend on threads). Loops run
+along the contiguous token axis from index 0 and vectorise (``fastmath`` reassoc/contract; numba 0.68 did not
+vectorise ``range(lo, hi)`` with lo > 0), the exponential too (``_exp_shifted``: with libm's scalar exp the softmax
+kernel was 1.4x slower, under 2x the NumPy path, whose np.exp is SIMD; measured).
 
-Threads. The kernels are serial and release the GIL. ``forward`` and ``loss_and_grads`` split the batch into
-chunks claimed one at a time by the caller and ``get_num_threads() - 1`` daemon helper threads (started by the first
-multi-threaded call, again in a forked child; nothing happens on import). A chunk a helper has not finished about
-one chunk's time after the caller ran out of work is recomputed by the caller (the same bits), so a descheduled
-helper cannot stall a call on a busy machine. Concurrent calls from several Python threads are safe: one uses the
-helpers, the others run serially. This replaces numba's ``prange``: its GNU OpenMP layer killed a child forked
-after the parent used it, and its workqueue layer is not thread-safe and collapsed under load (measured: 5k
-prompts/s on 2 threads against 110k on one).
+Threads: serial kernels that release the GIL; ``forward`` and ``loss_and_grads`` split the batch into chunks claimed
+by the caller and ``get_num_threads() - 1`` daemon helper threads (started by the first multi-threaded call, again
+in a forked child; nothing happens on import). A helper's chunk unfinished about one chunk's time after the caller
+ran out of work is recomputed by the caller (same bits): a descheduled helper cannot stall a call on a busy machine.
+Concurrent calls are safe: one uses the helpers, the others run serially. This replaces numba's ``prange``: its GNU
+OpenMP layer killed a child forked after the parent used it; its workqueue layer is not thread-safe and collapsed
+under load (measured: 5k prompts/s on 2 threads against 110k on one).
 
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.1, Eq. 12).
 """
@@ -52,11 +51,31 @@ def njit():
     return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
 
+LOG2E, LN2_HI, LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.9082149292705877e-10  # k * LN2_HI is exact
+TAYLOR = tuple(1.0 / math.factorial(k) for k in range(12, -1, -1))  # 1/12!, ..., 1/0!
+
+
+@njit()
+def _exp_shifted(a, m, bits):
+    """a[t] <- exp(a[t] - m) for a[t] <= m, in a loop LLVM vectorises (libm's exp is a scalar call): Cody-Waite
+    reduction x = k ln2 + r, |r| <= ln2/2, exp(r) by Taylor to degree 12 (remainder 2e-16), 2^k from the exponent
+    bits; x clamped at -700 (weight < 1e-304 next to the largest, 1). Scratch: bits (L,) int64."""
+    for t in range(a.shape[0]):
+        x = max(a[t] - m, -700.0)
+        k = -int(0.5 - x * LOG2E)  # round(x / ln 2), x <= 0
+        r = x - k * LN2_HI - k * LN2_LO
+        p = TAYLOR[0]
+        for c in TAYLOR[1:]:  # Horner
+            p = p * r + c
+        a[t] = p
+        bits[t] = (k + 1023) << 52
+    a *= bits.view(np.float64)
+
+
 @njit()
 def _col_pass(Xb, c, out):
-    """out[t] = Σ_i Xb[i, t] c[i] (a Xᵀc product along the contiguous t axis), four rows per sweep so that out is
-    loaded and stored n/4 times instead of n (measured 20 % faster than one row per sweep). Shapes: (n, L), (n,)
-    -> (L,)."""
+    """out[t] = Σ_i Xb[i, t] c[i] (Xᵀc), four rows per sweep: out is loaded and stored n/4 times, not n (20 % faster,
+    measured). Shapes: (n, L), (n,) -> (L,)."""
     n, L = Xb.shape
     out[:] = 0.0
     i0 = n % 4
@@ -95,8 +114,8 @@ def _row_pass(Xb, w, out):
 
 
 @njit()
-def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y):
-    """One prompt's forward pass: a (weights) and u = X a. Scratch y (L,). Shapes: Xb (n, L), q (n,)."""
+def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
+    """One prompt's forward pass: a (weights) and u = X a. Scratch y, bits (L,). Shapes: Xb (n, L), q (n,)."""
     n, L = Xb.shape
     _matvec(W_KQ, q, qk)  # qk = W_KQ q  (n,)
     _col_pass(Xb, qk, a)  # z = Xᵀ qk  (L,)
@@ -110,11 +129,8 @@ def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y):
         a *= 1.0 / L
     else:  # a = softmax(z), max-shifted  (Eqs. 12, 14)
         m = np.max(a)
-        s = 0.0
-        for t in range(L):
-            a[t] = np.exp(a[t] - m)
-            s += a[t]
-        a *= 1.0 / s
+        _exp_shifted(a, m, bits)
+        a *= 1.0 / np.sum(a)
     _row_pass(Xb, a, u)  # u = X a  (n,)
 
 
@@ -124,9 +140,9 @@ def _forward_chunk(kind, X, x_tilde, W_KQ, W_PV, lo, hi):
     n, L = X.shape[1], X.shape[2]
     out = np.empty((hi - lo, n), X.dtype)
     qk, a, u = np.empty(n, X.dtype), np.empty(L, X.dtype), np.empty(n, X.dtype)
-    y = np.empty(L if kind == GAUSSIAN else 0, X.dtype)
+    y, bits = np.empty(L if kind == GAUSSIAN else 0, X.dtype), np.empty(L, np.int64)
     for b in range(hi - lo):
-        _prompt_forward(kind, X[lo + b], x_tilde[lo + b], W_KQ, qk, a, u, y)
+        _prompt_forward(kind, X[lo + b], x_tilde[lo + b], W_KQ, qk, a, u, y, bits)
         _matvec(W_PV, u, out[b])  # out = W_PV u
     return out
 
@@ -143,12 +159,12 @@ def _loss_and_grads_chunk(kind, X, x_tilde, x, W_KQ, W_PV, index, scale, lo, hi)
     slot_KQ = np.empty((hi - lo, n, n), X.dtype)
     slot_PV = np.empty((hi - lo, n, n), X.dtype)
     qk, a, u = np.empty(n, X.dtype), np.empty(L, X.dtype), np.empty(n, X.dtype)
-    y = np.empty(L if kind == GAUSSIAN else 0, X.dtype)
+    y, bits = np.empty(L if kind == GAUSSIAN else 0, X.dtype), np.empty(L, np.int64)
     r, du, dqk, dz = np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(L, X.dtype)
     for b in range(hi - lo):
         p = index[lo + b]
         Xb, q = X[p], x_tilde[p]
-        _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y)
+        _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits)
         _matvec(W_PV, u, r)  # out = W_PV u; loss_b = |out − x|²; r = dloss/dout
         lb = 0.0
         for i in range(n):
@@ -183,20 +199,6 @@ def _loss_and_grads_chunk(kind, X, x_tilde, x, W_KQ, W_PV, index, scale, lo, hi)
                 for j in range(n):
                     slot_KQ[b, i, j] -= 0.5 * dqk[j]
     return slot_loss, slot_KQ, slot_PV
-
-
-@njit()
-def _sum_slots(slot_loss, slot_KQ, slot_PV):
-    """Mean loss over the B prompts and n coordinates, and the gradients: slots summed in prompt order."""
-    B, n = slot_KQ.shape[0], slot_KQ.shape[1]
-    loss = 0.0
-    dW_KQ = np.zeros((n, n), slot_KQ.dtype)
-    dW_PV = np.zeros((n, n), slot_PV.dtype)
-    for b in range(B):  # whole-slot adds: the same order of additions for every entry
-        loss += slot_loss[b]
-        dW_KQ += slot_KQ[b]
-        dW_PV += slot_PV[b]
-    return loss / (B * n), dW_KQ, dW_PV
 
 
 def get_num_threads() -> int:
@@ -255,12 +257,8 @@ class _Helpers:
 _helpers, _call_lock = None, threading.Lock()  # one call at a time uses the helpers; concurrent calls run serially
 
 
-def _after_fork_in_child():
-    global _helpers, _call_lock
-    _helpers, _call_lock = None, threading.Lock()  # the parent's threads do not exist here
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# The parent's helper threads do not exist in a forked child, and its copy of the lock may be held.
+os.register_at_fork(after_in_child=lambda: globals().update(_helpers=None, _call_lock=threading.Lock()))
 
 
 def _run(fn, args, total):
@@ -297,4 +295,5 @@ def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
     dW_KQ, dW_PV). Shapes: X (N, n, L), x_tilde, x (N, n), W (n, n), index (B,) int64 -> float, (n, n), (n, n)."""
     B, n = index.shape[0], X.shape[1]
     parts = _run(_loss_and_grads_chunk, (kind, X, x_tilde, x, W_KQ, W_PV, index, 2.0 / (B * n)), B)
-    return _sum_slots(*(parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts))))
+    loss, KQ, PV = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts))
+    return loss.sum() / (B * n), KQ.sum(axis=0), PV.sum(axis=0)  # fixed orders, whoever computed the slots
