@@ -185,10 +185,9 @@ class SphereTask:
         d = check_int("d", self.d, minimum=1)
         if d + 1 > n:
             raise ValueError(f"d + 1 must be <= n for the sphere task, got d={d}, n={n}")
-        object.__setattr__(self, "n", n)
-        object.__setattr__(self, "d", d)
-        object.__setattr__(self, "R", check_positive("R", self.R))
-        object.__setattr__(self, "sigma2_z", check_positive("sigma2_z", self.sigma2_z))
+        for name, value in (("n", n), ("d", d), ("R", check_positive("R", self.R)),
+                            ("sigma2_z", check_positive("sigma2_z", self.sigma2_z))):
+            object.__setattr__(self, name, value)
 
     def sample(self, rng: np.random.Generator, batch: int, L: int) -> Prompts:
         """Draw ``batch`` prompts: x_t = V R g_t/||g_t||, g_t ~ N(0, I_{d+1}), V (n, d+1) Haar; one noise vector.
@@ -254,9 +253,8 @@ class GMMTask:
             s = as_float_array("sigma2_components", self.sigma2_components, ndim=1)
             if s.shape != (K,):
                 raise ValueError(f"sigma2_components must have shape ({K},), got {s.shape}")
-            for v in s:
-                check_positive("sigma2_components", check_real("sigma2_components", float(v)), allow_zero=True)
-            set_(self, "sigma2_components", tuple(float(v) for v in s))
+            set_(self, "sigma2_components", tuple(check_positive("sigma2_components", check_real(
+                "sigma2_components", float(v)), allow_zero=True) for v in s))
 
     def _weights(self) -> np.ndarray:
         return np.full(self.K, 1.0 / self.K) if self.weights is None else np.asarray(self.weights)
@@ -277,10 +275,8 @@ class GMMTask:
             cdf = np.cumsum(w)
             cdf /= cdf[-1]
             labels = np.searchsorted(cdf, rng.random((batch, L + 1)), side="right")  # (B, L+1)
-        if self.sigma2_components is None:
-            std = np.sqrt(self.sigma2_0)
-        else:
-            std = np.sqrt(np.asarray(self.sigma2_components))[labels]  # (B, L+1)
+        std = (np.sqrt(self.sigma2_0) if self.sigma2_components is None
+               else np.sqrt(np.asarray(self.sigma2_components))[labels])  # scalar or (B, L+1)
         X = rng.standard_normal((batch, n, L))  # (B, n, L)
         X *= std if np.ndim(std) == 0 else std[:, None, :L]
         onehot = np.zeros((batch, K, L))  # (B, K, L); the gather μ_{label} as a matmul beats take_along_axis 3x
