@@ -268,7 +268,7 @@ def prepare_data(data, config: TrainConfig, test=None):
 def _split_own(data: Prompts, config: TrainConfig, test, data_seed: int):
     """(train, test) of Prompts data: ``test`` as given, or a random split of ``data`` drawn from ``data_seed``."""
     if config.online or config.n_fresh:
-        raise ValueError("online and n_fresh need a task as data (Prompts carry no sampler)")
+        raise ValueError("online and n_fresh need a task as data (they sample new prompts), not Prompts")
     if config.L not in (None, data.L):
         raise ValueError(f"L must be None (read from the data) or the data's L = {data.L}, got {config.L}")
     if config.n_prompts not in (None, len(data)):
