@@ -265,8 +265,8 @@ def test_cli_load_rejects_a_foreign_history(tmp_path, capsys):
 def test_from_arrays_and_evaluate_fail_only_by_name(shapes, fill, dtype):
     """Adversarial shapes, values and dtypes: a result, or a ValueError / TypeError naming an argument; the
     caller's arrays are never changed and the result never holds NaN from finite input."""
-    arrays = [np.full(shape, fill).astype(dtype) if dtype is not np.int64 or np.isfinite(fill) else np.zeros(shape)
-              for shape in shapes]
+    value = fill if dtype is np.float64 else 3  # ints, or bools (True), keep their dtype
+    arrays = [np.full(shape, value, dtype=dtype) for shape in shapes]
     before = [a.copy() for a in arrays]
     try:
         prompts = Prompts.from_arrays(*arrays)
