@@ -155,11 +155,12 @@ def unit_oracle_check(case, seed, batch, n_prior, chunk=8) -> dict:
     """The oracle (Eqs. 3, 6, 7) against an independent Monte-Carlo posterior mean, paired on the same prompts.
 
     Posterior p(x | x̃) ∝ p(x) exp(−||x̃ − x||²/(2σZ²)) (paper §2.3) by self-normalised importance sampling from
-    the prior: all ``n_prior`` draws give f, two independent halves f_1, f_2, and the jackknife
-    f_s = 2f − (f_1 + f_2)/2 removes the O(1/n_prior) bias of the ratio; no Bessel function, no responsibilities.
-    Per prompt, with squared errors per coordinate e_o (oracle f_o) and e_s (f_s):
+    the prior: all ``n_prior`` draws give f, two independent halves f_1, f_2 (mean f_avg), and the jackknife
+    f_s = 2f − f_avg removes the O(1/n_prior) bias of the ratio; no Bessel function, no responsibilities.
+    Per prompt, with squared errors per coordinate e_o (oracle f_o) and e_s (f_avg):
 
-    - ``noise`` = ||f_1 − f_2||²/(4n) estimates the Monte-Carlo error ||f_s − E[x|x̃]||²/n;
+    - ``noise`` = ||f_1 − f_2||²/(4n) estimates the Monte-Carlo error ||f_avg − E[x|x̃]||²/n (exactly in mean, up
+      to the squared O(1/n_prior) bias);
     - ``excess`` = e_o − (e_s − noise) has mean 0 when f_o is the posterior mean (the cross term vanishes because
       E[x − E[x|x̃] | x̃] = 0);
     - ``radial`` = ⟨f_s − f_o, f_o/||f_o||⟩ has mean 0 unless the oracle shrinks too much or too little.
@@ -178,10 +179,11 @@ def unit_oracle_check(case, seed, batch, n_prior, chunk=8) -> dict:
         f = [lift(np.einsum("bm,bmk->bk", w[:, sl], y[:, sl]) / w[:, sl].sum(axis=1, keepdims=True))
              for sl in (slice(0, half), slice(half, 2 * half), slice(0, 2 * half))]  # halves, all: (b, n) each
         ess.append(w[:, :half].sum(axis=1) ** 2 / np.sum(w[:, :half] ** 2, axis=1))
-        f_s = 2 * f[2] - (f[0] + f[1]) / 2  # jackknife: the O(1/m) bias of a ratio estimator cancels
+        f_avg = (f[0] + f[1]) / 2  # E||f_avg - f*||^2 = E||f_1 - f_2||^2 / 4 + O(1/m^2) (independent halves)
+        f_s = 2 * f[2] - f_avg  # jackknife: the O(1/m) bias of a ratio estimator cancels
         f_o = task.posterior_mean(p)  # (b, n)
         e_o.append(np.mean((f_o - p.x) ** 2, axis=1))
-        e_s.append(np.mean((f_s - p.x) ** 2, axis=1))
+        e_s.append(np.mean((f_avg - p.x) ** 2, axis=1))
         noise.append(np.mean((f[0] - f[1]) ** 2, axis=1) / 4)
         radial.append(np.sum((f_s - f_o) * f_o, axis=1) / np.maximum(np.linalg.norm(f_o, axis=1), 1e-300))
     e_o, e_s, noise, radial = (np.concatenate(v) for v in (e_o, e_s, noise, radial))
