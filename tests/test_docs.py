@@ -14,6 +14,7 @@ exact algebra: 1e-10 relative.
 
 import ast
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -95,8 +96,8 @@ def test_every_function_reference_resolves():
         except (ImportError, AttributeError) as err:
             missing.append(f"{ref}: {err}")
             continue
-        if not callable(obj):
-            missing.append(f"{ref}: not a function or class")
+        if not (callable(obj) or inspect.ismodule(obj)):
+            missing.append(f"{ref}: not a module, function or class")
     assert not missing, "docs/maths.md names functions that do not exist:\n" + "\n".join(missing)
 
 
