@@ -149,6 +149,19 @@ def test_notes_cite_no_file_outside_the_repository():
     assert "mattsmart/in-context-denoising" in text and "c8aaeb3" in text  # the authors' code, pinned
 
 
+def test_citations_of_the_notes_name_existing_sections():
+    """Files that cite "docs/maths.md §N" (the train CLI's theory line, tests) point at a section of the notes."""
+    sections = set(re.findall(r"^## (\d+)\. ", _text(), flags=re.M))
+    assert {"1", "3", "8"} <= sections
+    cited = []
+    for path in [ROOT / "README.md", *ROOT.glob("icdmin/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("scripts/*.py"),
+                 *ROOT.glob("docs/*.md")]:
+        if path.is_file():
+            cited += [(path.name, n) for n in re.findall(r"docs/maths\.md §(\d+)", path.read_text(encoding="utf-8"))]
+    bad = [f"{name}: §{n}" for name, n in cited if n not in sections]
+    assert not bad, "citations of sections docs/maths.md does not have:\n" + "\n".join(bad)
+
+
 # ------------------------------------------------------------- statements of the notes without a module test
 
 
