@@ -6,7 +6,8 @@ the keys and values). Run by ``icdmin.bench`` in a child process per peer:
 
     python scripts/bench_peers.py "torch float64" THREADS REPEAT [CPU,CPU,...]
 
-prints one JSON line {"times": [seconds per call], "loss": the loss of icdmin.bench.problem()}. Needs the framework
+prints one JSON line {"times": the peer's seconds per call, "icdmin": icdmin's, "loss": the peer's loss on
+icdmin.bench.problem()}. Needs the framework
 (``pip install -e ".[peers]"``); icdmin itself never imports it.
 """
 
@@ -18,7 +19,7 @@ import sys
 
 import numpy as np
 
-from icdmin.bench import PEERS, problem, timings
+from icdmin.bench import PEERS, icdmin_times, problem, timings
 
 
 def _torch_step(dtype, layout, threads):
@@ -72,12 +73,16 @@ def _jax_step(dtype, threads):
 
 
 def main(name: str, threads: int, repeat: int) -> int:
-    """Print {"times": [...], "loss": ...} for one peer (its CPUs were limited by the caller)."""
+    """Print {"times": [...], "icdmin": [...], "loss": ...}: the peer's and icdmin's per-call seconds at ``threads``,
+    timed in alternating blocks in this process (pinned by the caller), so that a load change hits both."""
     framework, dtype, layout = PEERS[name]
     step, loss = _torch_step(dtype, layout, threads) if framework == "torch" else _jax_step(dtype, threads)
-    print(json.dumps({"times": timings(step, repeat).tolist(), "loss": loss}))
+    times, ours = [], []
+    for _ in range(10):
+        times += timings(step, max(1, repeat // 10)).tolist()
+        ours += icdmin_times("softmax", threads, max(1, repeat // 10), getattr(np, dtype)).tolist()
+    print(json.dumps({"times": times, "icdmin": ours, "loss": loss}))
     return 0
-
 
 if __name__ == "__main__":
     name, threads, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
