@@ -34,7 +34,7 @@ from .optim import _adam_update, _sgd_update, step_schedule
 from .prompts import Prompts
 from .train_setup import (IDENTITY_INIT, TRAIN_KINDS, TrainConfig, check_batch_order, check_choice, check_init,
                           compress_linear, fresh_prompts, init_weights, mean_abs_offdiagonal, mean_diagonal,
-                          paper_epochs, prepare_data, split_prompts, stream_rng)
+                          paper_epochs, prepare_data, reraise_interrupt, split_prompts, stream_rng)
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fresh_prompts", "init_weights", "mean_abs_offdiagonal",
            "mean_diagonal", "paper_epochs", "split_prompts", "train"]
@@ -246,16 +246,15 @@ def train(data, config: TrainConfig | None = None, *, test: Prompts | None = Non
     log = _Log(trainset, testset, cfg, E)
     t_loop = time.perf_counter()
     log.epoch_done(0, 0.0, params)
-    params = _descend(params, trainset, cfg, E, init_rng, batch_order, log, task, settings)
+    try:
+        params = _descend(params, trainset, cfg, E, init_rng, batch_order, log, task, settings)
+    except SystemError as err:  # Ctrl-C inside a kernel: a KeyboardInterrupt, not a SystemError
+        reraise_interrupt(err)
     train_seconds = time.perf_counter() - t_loop
-    fresh_mse = fresh_bayes = None
-    if cfg.n_fresh:
-        fresh_mse, fresh_bayes = _fresh(task, params, cfg, settings)
+    fresh_mse, fresh_bayes = _fresh(task, params, cfg, settings) if cfg.n_fresh else (None, None)
     W_KQ, W_PV = (np.array(w) for w in _weights(params, cfg.model, n))
-    if cfg.model == "identity":
-        alpha, beta = float(params[1]), float(params[0])
-    else:
-        alpha, beta = mean_diagonal(W_PV), mean_diagonal(W_KQ)
+    identity = cfg.model == "identity"  # then params = (beta, alpha)
+    alpha, beta = (float(params[1]), float(params[0])) if identity else (mean_diagonal(W_PV), mean_diagonal(W_KQ))
     return TrainResult(
         W_KQ=W_KQ, W_PV=W_PV, alpha=alpha, beta=beta, history=log.history, fresh_mse=fresh_mse, bayes_mse=bayes_mse,
         seconds=time.perf_counter() - t_start, config=settings, bayes_train_mse=bayes_train_mse,

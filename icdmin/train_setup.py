@@ -1,9 +1,7 @@
 """Setting up a training run: its configuration, its data, the paper's initialisation and epochs, weight summaries.
 
-Helpers of :mod:`icdmin.train` (arXiv 2502.05164 §3.2, §5.1 and App. G), kept apart so that each module stays one
-readable page. :class:`TrainConfig` holds every scalar setting of a run, validated once.
-
-Legend: ``B`` batch, ``n`` ambient dimension, ``L`` context length (clean tokens), ``E`` epochs.
+Helpers of :mod:`icdmin.train` (arXiv 2502.05164 §3.2, §5.1, App. G); :class:`TrainConfig` holds every scalar
+setting of a run, validated once. Legend: ``B`` batch, ``n`` ambient dim., ``L`` clean context tokens, ``E`` epochs.
 """
 
 from __future__ import annotations
@@ -103,6 +101,17 @@ def stream_rng(seed: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, STREAMS[stream]])
 
 
+def reraise_interrupt(err: SystemError):
+    """Ctrl-C inside a Numba kernel surfaces as a chain of SystemErrors ("returned a result with an exception set")
+    rooted in a KeyboardInterrupt: raise it as that KeyboardInterrupt; re-raise any other SystemError unchanged."""
+    cause = err
+    while cause is not None and not isinstance(cause, KeyboardInterrupt):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        raise err
+    raise KeyboardInterrupt from None
+
+
 def paper_epochs(task) -> int:
     """Epochs of the paper's protocol: 100 for the linear task, 200 for the sphere and the mixture (§5.1, App. G)."""
     return 100 if isinstance(task, LinearTask) else 200
@@ -122,8 +131,7 @@ def split_prompts(task, *, L: int, data_seed: int, n_prompts: int = 1000, test_f
     Shapes: -> two ``Prompts`` with n_prompts - n_test and n_test = round(test_fraction * n_prompts) prompts.
     """
     check_task(task)
-    L = check_int("L", L, minimum=1)
-    data_seed = check_int("data_seed", data_seed, minimum=0)
+    L, data_seed = check_int("L", L, minimum=1), check_int("data_seed", data_seed, minimum=0)
     n_prompts = check_int("n_prompts", n_prompts, minimum=2)
     n_test = n_test_of(check_real("test_fraction", test_fraction), n_prompts)
     rng = stream_rng(data_seed, "data")
@@ -150,11 +158,8 @@ def fresh_prompts(task, *, L: int, data_seed: int, n_fresh: int):
 
 
 def init_weights(n: int, rng: np.random.Generator, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Draw (W_KQ, W_PV) with iid entries U[-1/sqrt(n), 1/sqrt(n)] (arXiv 2502.05164 Fig. 3 caption).
-
-    W_KQ is drawn first, then W_PV, from the same generator.
-
-    Shapes: -> W_KQ (n, n), W_PV (n, n).
+    """Draw (W_KQ, W_PV) with iid entries U[-1/sqrt(n), 1/sqrt(n)] (arXiv 2502.05164 Fig. 3 caption); W_KQ is
+    drawn first, then W_PV, from the same generator. Shapes: -> W_KQ (n, n), W_PV (n, n).
     """
     n = check_int("n", n, minimum=1)
     check_rng(rng)
@@ -213,11 +218,9 @@ def check_init(init, n: int, model: str, dtype, name: str = "init") -> tuple[np.
 
 
 def check_batch_order(batch_order, epochs: int, n_train: int) -> np.ndarray:
-    """Validate an explicit batch order: one permutation of the training prompts per epoch.
-
-    Row e lists the training prompts (indices into the training set, in its order) in the order epoch e visits
-    them; its mini-batches are consecutive slices of ``batch_size``, the last one smaller, exactly as the random
-    order it replaces. A list of ``epochs`` index arrays of length n_train is accepted as well.
+    """Validate an explicit batch order: row e lists the training prompts (indices into the training set, in its
+    order) in the order epoch e visits them, cut into consecutive mini-batches of ``batch_size`` (the last one
+    smaller), exactly as the random order it replaces; a list of ``epochs`` index arrays is accepted as well.
 
     Shapes: batch_order (E, n_train) -> int64 array (E, n_train).
     """

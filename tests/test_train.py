@@ -6,6 +6,7 @@ of the training arithmetic. The paper-protocol and online checks (against the au
 optimum) are in ``tests/test_train_slow.py``. Own data, ``TrainConfig`` and ``evaluate``: ``tests/test_own_data.py``.
 """
 
+import importlib
 import json
 import pathlib
 
@@ -362,6 +363,24 @@ def test_cli_usage_errors_before_any_compute(argv, name, tmp_path, capsys):
     err = capsys.readouterr()
     assert exit_info.value.code == 2 and err.out == ""
     assert f"error: argument {name}" in err.err.splitlines()[-1]
+
+
+def test_train_turns_a_kernel_interrupt_into_keyboard_interrupt(monkeypatch):
+    """Ctrl-C inside a Numba kernel arrives as SystemError <- SystemError <- KeyboardInterrupt: train raises
+    KeyboardInterrupt; a SystemError without a KeyboardInterrupt in its chain passes unchanged."""
+    train_module = importlib.import_module("icdmin.train")  # the module (icdmin.train is also the function)
+    inner = SystemError("_numba_unpickle returned a result with an exception set")
+    inner.__cause__ = KeyboardInterrupt()
+    outer = SystemError("CPUDispatcher(...) returned a result with an exception set")
+    outer.__cause__ = inner
+    for err, expected in ((outer, KeyboardInterrupt), (SystemError("genuine"), SystemError)):
+        def fail(*args, err=err, **kwargs):
+            raise err
+
+        monkeypatch.setattr(train_module, "_descend", fail)
+        with pytest.raises(expected) as info:
+            _small()
+        assert expected is KeyboardInterrupt or info.value is err
 
 
 def test_cli_ctrl_c_exits_130_without_traceback():
