@@ -56,7 +56,7 @@ def test_quick_run_has_every_key_and_its_verdicts_hold(tmp_path, capsys):
     out = str(tmp_path / "quick")
     assert experiments.reproduce(out, quick=True, jobs=2, seed=0) == 0
     text, doc = _load(out)
-    assert set(doc) == {"meta", "results", "verdicts", "timings"}
+    assert {"meta", "results", "verdicts", "timings"} <= set(doc)  # the runner may add more (provenance)
     assert set(doc["results"]) == set(experiments.EXPERIMENTS) == set(EXPECTED_KEYS)
     for name, keys in EXPECTED_KEYS.items():
         assert keys <= set(doc["results"][name]), name
