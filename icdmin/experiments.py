@@ -1,7 +1,7 @@
 """The paper's experiments, one planner + combiner per figure or claim, returning plain data.
 
 An experiment is an :class:`Experiment`: ``config(quick) -> dict`` (its sizes), ``plan(config, seed) -> {label:
-(unit function name, kwargs, cost)}`` and ``combine(config, {label: unit result}) -> dict``. Units are the top-level
+(unit function, kwargs, cost)}`` and ``combine(config, {label: unit result}) -> dict``. Units are the top-level
 ``unit_*`` functions of :mod:`icdmin.experiments_train`, :mod:`icdmin.experiments_weights` and
 :mod:`icdmin.experiments_energy`: plain keyword arguments in, plain data out
 (dicts of floats, lists and strings; never arrays), so that :mod:`icdmin.runner` can run them in any order in a
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from .experiments_energy import (  # noqa: F401  (unit functions must be attributes of this module)
+from .experiments_energy import (  # noqa: F401  (units re-exported: older plans named them by string)
     ENERGY_EXPERIMENTS,
     unit_circle_landscape,
     unit_low_noise,

@@ -199,12 +199,12 @@ def _fig5_config(quick):
 
 
 def _fig5_plan(cfg, seed):
-    plan = {"landscape": ("unit_circle_landscape", dict(seed=derive_seed(seed, "fig5", "landscape"), grid=cfg["grid"]),
+    plan = {"landscape": (unit_circle_landscape, dict(seed=derive_seed(seed, "fig5", "landscape"), grid=cfg["grid"]),
                           1.0)}
     for case in RETRIEVAL_TASKS:
         batch = cfg["circle_batch"] if case == "circle" else cfg["batch_L499"]
-        plan[case] = ("unit_retrieval", dict(case=case, seed=derive_seed(seed, "fig5", case), batch=batch,
-                                             converge_steps=cfg["converge_steps"], steps=cfg["steps"]),
+        plan[case] = (unit_retrieval, dict(case=case, seed=derive_seed(seed, "fig5", case), batch=batch,
+                                           converge_steps=cfg["converge_steps"], steps=cfg["steps"]),
                       2.0 if case == "circle" else batch * cfg["converge_steps"] / 2e4)
     return plan
 
@@ -229,10 +229,10 @@ def _thm31_config(quick):
 
 
 def _thm31_plan(cfg, seed):
-    plan = {f"L{L}": ("unit_thm31", dict(L=L, seed=derive_seed(seed, "thm31", L), batch=cfg["batch"]), L / 500)
+    plan = {f"L{L}": (unit_thm31, dict(L=L, seed=derive_seed(seed, "thm31", L), batch=cfg["batch"]), L / 500)
             for L in cfg["L"]}
     if "low_noise" in cfg:
-        plan["low_noise"] = ("unit_low_noise", dict(seed=derive_seed(seed, "thm31", "low_noise"), **cfg["low_noise"]),
+        plan["low_noise"] = (unit_low_noise, dict(seed=derive_seed(seed, "thm31", "low_noise"), **cfg["low_noise"]),
                              1.0)
     return plan
 
@@ -256,8 +256,8 @@ def _prop32_config(quick):
 
 
 def _prop32_plan(cfg, seed):
-    return {"sweep": ("unit_prop32", dict(seed=derive_seed(seed, "prop32"), L=cfg["L"], batch=cfg["batch"],
-                                          eps=cfg["eps"]), 1.0)}
+    return {"sweep": (unit_prop32, dict(seed=derive_seed(seed, "prop32"), L=cfg["L"], batch=cfg["batch"],
+                                        eps=cfg["eps"]), 1.0)}
 
 
 def _prop32_combine(cfg, units):
@@ -274,8 +274,8 @@ def _oracle_config(quick):
 
 
 def _oracle_plan(cfg, seed):
-    return {case: ("unit_oracle_check", dict(case=case, seed=derive_seed(seed, "oracle", case), batch=cfg["batch"],
-                                             n_prior=cfg["n_prior"]), cfg["batch"] / 200) for case in cfg["cases"]}
+    return {case: (unit_oracle_check, dict(case=case, seed=derive_seed(seed, "oracle", case), batch=cfg["batch"],
+                                           n_prior=cfg["n_prior"]), cfg["batch"] / 200) for case in cfg["cases"]}
 
 
 def _oracle_combine(cfg, units):

@@ -30,8 +30,8 @@ from .paper import (A_SEED, CASE_TITLES, CASES, EPOCHS, FIG4A_L, FIG4B_D, FIG4B_
 from .runner import derive_seed
 from .train import fresh_prompts, mean_abs_offdiagonal, train
 
-__all__ = ["A_SEED", "TRAIN_EXPERIMENTS", "make_task", "transform_matrix", "unit_baselines", "unit_d_shift",
-           "unit_train"]
+__all__ = ["A_SEED", "TRAIN_EXPERIMENTS", "fig3_config", "fig3_data_seed", "fig3_run", "make_task", "transform_matrix",
+           "unit_baselines", "unit_d_shift", "unit_train"]
 
 def _per_prompt_sq(est, x) -> np.ndarray:
     return np.mean((est - x) ** 2, axis=1)  # (B,) squared error per coordinate
@@ -133,12 +133,12 @@ def unit_d_shift(L, seed, data_seed, epochs, d_values, n_eval, eval_seed) -> dic
 
 
 # ------------------------------------------------------------------------------------------- Fig. 3 and Fig. 7
-def _fig3_config(quick: bool) -> dict:
+def fig3_config(quick: bool) -> dict:
+    """Sizes of Fig. 3 (also used by Fig. 6, which reuses its seed-0 runs and data)."""
     return {
         "seeds": 1 if quick else 6,
         "epochs": dict(EPOCHS),
-        # online runs sample fresh prompts every step (~35 s of CPU at full length): in quick mode the online and
-        # identity runs are short (20 epochs) with a 10x learning rate, so that they still converge
+        # quick mode: 20-epoch online / identity runs at 10x the rate (full-length online sampling: ~35 s of CPU)
         "online_epochs": {"linear": 20, "sphere": 20, "gmm": 20} if quick else dict(EPOCHS),
         "identity_epochs": {"linear": 20, "sphere": 20, "gmm": 20} if quick else dict(EPOCHS),
         "short_lr": 1e-1 if quick else 1e-2,
@@ -148,17 +148,19 @@ def _fig3_config(quick: bool) -> dict:
     }
 
 
-def _fig3_data_seed(seed: int, case: str) -> int:
+def fig3_data_seed(seed: int, case: str) -> int:
+    """The data seed of a case's Fig. 3 runs (fixed across the six seeds, as in the authors' code)."""
     return derive_seed(seed, "fig3", case, "data")
 
 
-def _fig3_run(cfg, seed, case, kind, s, **extra):
+def fig3_run(cfg, seed, case, kind, s, **extra):
+    """The planned unit (unit_train, kwargs, cost) of Fig. 3's run ``s`` of ``kind`` on ``case``."""
     kwargs = dict(case=case, kind=kind, seed=derive_seed(seed, "fig3", case, kind, s),
-                  data_seed=_fig3_data_seed(seed, case), epochs=cfg["epochs"][case], L=cfg["L"],
+                  data_seed=fig3_data_seed(seed, case), epochs=cfg["epochs"][case], L=cfg["L"],
                   n_fresh=cfg["n_fresh"], eval_every=cfg["eval_every"], weights=(s == 0))
     kwargs.update(extra)
     cost = kwargs["epochs"] * (3.0 if kind == "softmax" else 1.0) * (3.0 if kwargs.get("online") else 1.0)
-    return ("unit_train", kwargs, cost)
+    return (unit_train, kwargs, cost)
 
 
 def _fig3_plan(cfg, seed):
@@ -166,16 +168,16 @@ def _fig3_plan(cfg, seed):
     for case in CASES:
         for kind in ("softmax", "linear"):
             for s in range(cfg["seeds"]):
-                plan[f"{case}/{kind}/{s}"] = _fig3_run(cfg, seed, case, kind, s)
+                plan[f"{case}/{kind}/{s}"] = fig3_run(cfg, seed, case, kind, s)
         kind = PRIMARY_KIND[case]
         # only the end point of these runs is shown: no train-MSE curve, test MSE every 10 epochs
         short = {} if cfg["short_lr"] == 1e-2 else {"lr": cfg["short_lr"]}  # default runs: the same unit keys
-        plan[f"{case}/{kind}/online"] = _fig3_run(cfg, seed, case, kind, 0, online=True, eval_train=False,
+        plan[f"{case}/{kind}/online"] = fig3_run(cfg, seed, case, kind, 0, online=True, eval_train=False,
                                                    epochs=cfg["online_epochs"][case], eval_every=10, **short)
-        plan[f"{case}/{kind}/identity"] = _fig3_run(cfg, seed, case, kind, 0, model="identity", eval_train=False,
+        plan[f"{case}/{kind}/identity"] = fig3_run(cfg, seed, case, kind, 0, model="identity", eval_train=False,
                                                      epochs=cfg["identity_epochs"][case], eval_every=10, **short)
-        plan[f"{case}/baselines"] = ("unit_baselines", dict(case=case, data_seed=_fig3_data_seed(seed, case),
-                                                            n_fresh=cfg["n_fresh"], L=cfg["L"]), 20.0)
+        plan[f"{case}/baselines"] = (unit_baselines, dict(case=case, data_seed=fig3_data_seed(seed, case),
+                                                          n_fresh=cfg["n_fresh"], L=cfg["L"]), 20.0)
     return plan
 
 
@@ -233,9 +235,9 @@ def _fig4a_config(quick):
 def _fig4a_plan(cfg, seed):
     plan = {}
     for i, L in enumerate(cfg["L"]):  # seed = run index, as the authors' multirun (src/nn_train_ensemble.py)
-        plan[f"L{L}"] = ("unit_train", dict(case="linear", kind="linear", seed=derive_seed(seed, "fig4a", i),
-                                            data_seed=derive_seed(seed, "fig4a", "data", L), epochs=cfg["epochs"],
-                                            L=L, n_fresh=cfg["n_fresh"], eval_every=cfg["eval_every"]), L / 100)
+        plan[f"L{L}"] = (unit_train, dict(case="linear", kind="linear", seed=derive_seed(seed, "fig4a", i),
+                                          data_seed=derive_seed(seed, "fig4a", "data", L), epochs=cfg["epochs"],
+                                          L=L, n_fresh=cfg["n_fresh"], eval_every=cfg["eval_every"]), L / 100)
     return plan
 
 
@@ -274,10 +276,10 @@ def _fig4b_config(quick):
 
 
 def _fig4b_plan(cfg, seed):
-    return {f"L{L}": ("unit_d_shift", dict(L=L, seed=derive_seed(seed, "fig4b", L),
-                                           data_seed=derive_seed(seed, "fig4b", "data", L), epochs=cfg["epochs"],
-                                           d_values=cfg["d"], n_eval=cfg["n_eval"],
-                                           eval_seed=derive_seed(seed, "fig4b", "eval", L)), L / 50 + 5)
+    return {f"L{L}": (unit_d_shift, dict(L=L, seed=derive_seed(seed, "fig4b", L),
+                                         data_seed=derive_seed(seed, "fig4b", "data", L), epochs=cfg["epochs"],
+                                         d_values=cfg["d"], n_eval=cfg["n_eval"],
+                                         eval_seed=derive_seed(seed, "fig4b", "eval", L)), L / 50 + 5)
             for L in cfg["L"]}
 
 
@@ -292,7 +294,7 @@ def _fig4b_combine(cfg, units):
 
 TRAIN_EXPERIMENTS = {
     "fig3": ("Fig. 3 + Fig. 7: three tasks, softmax and linear attention, seeds; online; scaled identity",
-             _fig3_config, _fig3_plan, _fig3_combine),
+             fig3_config, _fig3_plan, _fig3_combine),
     "fig4a": ("Fig. 4a: linear attention vs context length L", _fig4a_config, _fig4a_plan, _fig4a_combine),
     "fig4b": ("Fig. 4b: a d = 8 model evaluated at d = 1..15", _fig4b_config, _fig4b_plan, _fig4b_combine),
 }

@@ -13,8 +13,8 @@ import numpy as np
 
 from .attention import attention
 from .energy import softmax
-from .experiments_train import A_SEED, _fig3_config, _fig3_data_seed, _fig3_run, make_task, transform_matrix
-from .paper import FIG8_EPOCHS, L_PAPER, N, THEORY_POINT
+from .experiments_train import fig3_config, fig3_data_seed, fig3_run, unit_train
+from .paper import A_SEED, FIG8_EPOCHS, L_PAPER, N, THEORY_POINT, make_task, transform_matrix
 from .runner import derive_seed
 from .train import split_prompts
 
@@ -72,7 +72,7 @@ def _per_prompt_loss(X, q, x, scores, alpha, beta) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------- Fig. 6
 def _fig6_config(quick):
-    cfg = _fig3_config(quick)
+    cfg = fig3_config(quick)
     return {"fig3": cfg, "betas": np.round(np.linspace(0.0, 12.0, 41 if quick else 121), 6).tolist(),
             "alphas": np.round(np.linspace(0.0, 3.0, 50), 6).tolist(), "theory_point": dict(THEORY_POINT)}
 
@@ -80,9 +80,9 @@ def _fig6_config(quick):
 def _fig6_plan(cfg, seed):
     plan = {}
     for case in ("sphere", "gmm"):
-        plan[f"{case}/landscape"] = ("unit_landscape", dict(case=case, data_seed=_fig3_data_seed(seed, case),
-                                                            betas=cfg["betas"], L=cfg["fig3"]["L"]), 8.0)
-        plan[f"{case}/trained"] = _fig3_run(cfg["fig3"], seed, case, "softmax", 0)
+        plan[f"{case}/landscape"] = (unit_landscape, dict(case=case, data_seed=fig3_data_seed(seed, case),
+                                                          betas=cfg["betas"], L=cfg["fig3"]["L"]), 8.0)
+        plan[f"{case}/trained"] = fig3_run(cfg["fig3"], seed, case, "softmax", 0)
     return plan
 
 
@@ -131,7 +131,7 @@ def _fig8_plan(cfg, seed):
     plan = {}
     for kind in ("linear", "softmax"):
         for target in ("clean", "transformed"):
-            plan[f"{kind}/{target}"] = ("unit_train", dict(
+            plan[f"{kind}/{target}"] = (unit_train, dict(
                 case="linear", kind=kind, seed=derive_seed(seed, "fig8", kind, target),
                 data_seed=derive_seed(seed, "fig8", "data"), epochs=cfg["epochs"], n_fresh=cfg["n_fresh"],
                 eval_every=cfg["eval_every"], weights=True, transform_seed=cfg["A_seed"], target=target,

@@ -198,7 +198,7 @@ def run_inline(name, **config):
     """One experiment in this process (so that monkeypatches apply), quick sizes updated by ``config``."""
     exp = experiments.EXPERIMENTS[name]
     cfg = dict(exp.config(True), **config)
-    units = {label: plain(getattr(experiments, fn)(**kwargs)) for label, (fn, kwargs, _) in exp.plan(cfg, 0).items()}
+    units = {label: plain(fn(**kwargs)) for label, (fn, kwargs, _) in exp.plan(cfg, 0).items()}
     return plain(exp.combine(cfg, units))
 
 
