@@ -7,10 +7,10 @@ along the contiguous token axis from index 0 and vectorise (``fastmath`` reassoc
 vectorise ``range(lo, hi)`` with lo > 0), the exponential too (``_exp_shifted``: with libm's scalar exp the softmax
 kernel was 1.4x slower, under 2x the NumPy path, whose np.exp is SIMD; measured).
 
-Threads: serial kernels that release the GIL; ``forward`` and ``loss_and_grads`` split the batch into chunks claimed
-by the caller and ``get_num_threads() - 1`` daemon helper threads (started by the first multi-threaded call, again
-in a forked child; nothing happens on import). A helper's chunk unfinished about one chunk's time after the caller
-ran out of work is recomputed by the caller (same bits): a descheduled helper cannot stall a call on a busy machine.
+Threads: serial kernels that release the GIL; ``forward`` and ``loss_and_grads`` give one chunk of the batch to the
+caller and one to each of ``get_num_threads() - 1`` daemon helper threads (started by the first multi-threaded call,
+again in a forked child; nothing happens on import). A helper's chunk unfinished a quarter of a chunk's time after
+the caller's is recomputed by the caller (same bits): a descheduled helper cannot stall a call on a busy machine.
 Concurrent calls are safe: one uses the helpers, the others run serially. This replaces numba's ``prange``: its GNU
 OpenMP layer killed a child forked after the parent used it; its workqueue layer is not thread-safe and collapsed
 under load (measured: 5k prompts/s on 2 threads against 110k on one).
@@ -212,18 +212,20 @@ def get_num_threads() -> int:
 
 
 class _Job:
-    """One call's chunks: claimed in order by the caller and the helpers; the first result stored for a chunk wins."""
+    """One call's chunks, claimed in order by the caller and the helpers; the first result stored for a chunk wins."""
 
     def __init__(self, fn, args, bounds, helpers):
         self.fn, self.args, self.bounds, self.helpers = fn, args, bounds, helpers
         self.results, self.next, self.done = [None] * len(bounds), 0, threading.Condition()
 
-    def work(self):
+    def work(self) -> int:  # -> the number of chunks this thread ran
+        ran = 0
         while True:
             with self.done:
                 i, self.next = self.next, self.next + 1
             if i >= len(self.bounds):
-                return
+                return ran
+            ran += 1
             r = self.fn(*self.args, *self.bounds[i])  # the GIL is released inside the kernel
             with self.done:
                 self.results[i] = r if self.results[i] is None else self.results[i]
@@ -255,8 +257,6 @@ class _Helpers:
 
 
 _helpers, _call_lock = None, threading.Lock()  # one call at a time uses the helpers; concurrent calls run serially
-
-
 # The parent's helper threads do not exist in a forked child, and its copy of the lock may be held.
 os.register_at_fork(after_in_child=lambda: globals().update(_helpers=None, _call_lock=threading.Lock()))
 
@@ -267,17 +267,17 @@ def _run(fn, args, total):
     threads = min(get_num_threads(), total)
     if threads < 2 or not _call_lock.acquire(blocking=False):
         return [fn(*args, 0, total)]
-    size = math.ceil(total / (3 * threads))  # 3 chunks per thread: balance against ~10 us of overhead per chunk
+    size = math.ceil(total / threads)  # one chunk per thread (measured: more, smaller chunks were slower under load)
     bounds = [(lo, min(total, lo + size)) for lo in range(0, total, size)]
     try:
         _helpers = _helpers if _helpers is not None and _helpers.pid == os.getpid() else _Helpers()
         job = _Job(fn, args, bounds, threads - 1)
         _helpers.start(job)
         t0 = time.perf_counter()
-        job.work()
-        with job.done:  # wait for the helpers' last chunks at most about one chunk's time, then do them here
+        ran = job.work()
+        with job.done:  # wait for the helpers' chunks at most a quarter of a chunk's time, then do them here
             job.done.wait_for(lambda: all(r is not None for r in job.results),
-                              timeout=(time.perf_counter() - t0) / len(bounds) * threads)
+                              timeout=0.25 * (time.perf_counter() - t0) / max(ran, 1))
         return [r if r is not None else fn(*args, *b) for r, b in zip(job.results, job.bounds)]
     finally:
         _call_lock.release()
