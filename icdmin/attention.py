@@ -11,7 +11,8 @@ Kinds (q' = W_KQ x̃, scores z_t over the L context tokens, output W_PV X a):
 - ``"softmax"`` (Eq. 12): a = softmax(Xᵀ q').
 - ``"gaussian"`` (Eq. 14 with tied keys and queries, W_K = W_Q = W, W_KQ = WᵀW):
   a = softmax(z), z_t = X_tᵀ W_KQ x̃ − ½ X_tᵀ W_KQ X_t, which is −½‖W X_t − W x̃‖² up to a t-independent constant.
-  With W_KQ = I/σZ², W_PV = I it is Tweedie's formula x̃ + σZ² ∇log p̂(x̃), p̂ = (1/L) Σ_t N(X_t, σZ² I) (paper §3.2, Eq. 14).
+  With W_KQ = I/σZ², W_PV = I it is Tweedie's formula x̃ + σZ² ∇log p̂(x̃), p̂ = (1/L) Σ_t N(X_t, σZ² I)
+  (paper §3.2, Eq. 14).
   Separate W_K, W_Q: :mod:`icdmin.gaussian_attention`.
 
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length (clean tokens only).
@@ -24,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels
-from ._arrays import _softmax_inplace, as_float_array, check_context, check_real
+from ._arrays import _softmax_inplace, as_float_array, check_context, check_real, finite_output
 
 __all__ = [
     "KINDS",
@@ -107,6 +108,7 @@ def attention_weights(X, x_tilde, W_KQ, kind="softmax"):
     return a[0] if single else a
 
 
+@finite_output("dout")
 def attention_backward(dout, cache):
     """Gradients of a scalar loss with respect to W_KQ and W_PV, given dloss/dout (manual backprop).
 
@@ -115,15 +117,16 @@ def attention_backward(dout, cache):
     """
     if not isinstance(cache, AttentionCache):
         raise TypeError(f"cache must be the AttentionCache returned by attention_forward, got {type(cache).__name__}")
+    return _backward(_check_dout(dout, cache.x_tilde.shape), cache)
+
+
+def _check_dout(dout, shape):
+    """dloss/dout as a (B, n) array for a forward pass over ``shape = (B, n)`` (a single prompt may pass (n,))."""
     dout = as_float_array("dout", dout, ndim=(1, 2), complex_ok=True)
-    B, n = cache.x_tilde.shape
+    B, n = shape
     if dout.shape not in ((B, n), (n,) if B == 1 else (B, n)):
         raise ValueError(f"dout must have shape ({B}, {n}) like the forward output, got {dout.shape}")
-    with np.errstate(all="ignore"):
-        grads = _backward(dout.reshape(B, n), cache)
-    if not all(np.all(np.isfinite(g)) for g in grads):
-        raise ValueError("attention_backward: non-finite gradients (overflow: reduce the scale of dout)")
-    return grads
+    return dout.reshape(B, n)
 
 
 def _backward(dout, cache: AttentionCache):
@@ -151,17 +154,14 @@ def _backward(dout, cache: AttentionCache):
     return dW_KQ, dW_PV
 
 
+@finite_output("out", "x")
 def mse_forward(out, x):
     """MSE over prompts and coordinates: mean over B·n of (out − x)². Shapes: out, x (B, n) | (n,) -> loss, out − x."""
     out = as_float_array("out", out, ndim=(1, 2), complex_ok=True)
     x = as_float_array("x", x, ndim=(1, 2), complex_ok=True)
     if out.shape != x.shape or out.size == 0:
         raise ValueError(f"out and x must have one non-empty shape, got {out.shape} and {x.shape}")
-    with np.errstate(all="ignore"):
-        loss, diff = _mse_forward(out, x)
-    if not np.isfinite(loss):
-        raise ValueError("mse_forward: non-finite loss from finite inputs (overflow: reduce the scale of out or x)")
-    return loss, diff
+    return _mse_forward(out, x)
 
 
 def _mse_forward(out, x):
@@ -169,16 +169,13 @@ def _mse_forward(out, x):
     return np.mean(diff * diff), diff
 
 
+@finite_output("diff")
 def mse_backward(diff):
     """dloss/dout of :func:`mse_forward`. Shapes: diff (B, n) | (n,) -> dout, same shape."""
     diff = as_float_array("diff", diff, ndim=(1, 2), complex_ok=True)
     if diff.size == 0:
         raise ValueError("diff must not be empty")
-    with np.errstate(all="ignore"):
-        dout = _mse_backward(diff)
-    if not np.all(np.isfinite(dout)):
-        raise ValueError("mse_backward: non-finite result from finite input (overflow: reduce the scale of diff)")
-    return dout
+    return _mse_backward(diff)
 
 
 def _mse_backward(diff):

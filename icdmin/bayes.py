@@ -4,7 +4,7 @@ The oracle knows each prompt's task parameters (subspace basis, sphere span, mix
 Context-only estimators live in :mod:`icdmin.baselines`.
 
 Legend: ``B`` batch, ``n`` ambient dimension, ``d`` subspace / sphere dimension, ``K`` mixture components,
-``L`` clean context tokens. Every risk is per coordinate (mean over prompts and coordinates), as in API.md.
+``L`` clean context tokens. Every risk is per coordinate (mean over prompts and coordinates), as in the paper's figures.
 """
 
 from __future__ import annotations
@@ -182,14 +182,15 @@ def posterior_mean_sphere(x_tilde, basis, R, sigma2_z):
     return out[0] if single else out
 
 
-def check_weights(weights, K: int, B: int | None = None, *, name: str = "weights") -> np.ndarray:
-    """Validate mixture weights: shape (K,) or (B, K), entries >= 0, each row summing to 1 (within 1e-9)."""
+def check_weights(weights, K: int, B: int | None = None, *, name: str = "weights", source: str = "K") -> np.ndarray:
+    """Validate mixture weights: shape (K,) or (B, K), entries >= 0, each row summing to 1 (within 1e-9).
+    ``source`` names where K and B come from in error messages."""
     K = check_int("K", K, minimum=1)
     B = None if B is None else check_int("B", B, minimum=1)
     w = as_float_array(name, weights, ndim=(1, 2))
     if w.shape[-1] != K or (w.ndim == 2 and B is not None and w.shape[0] != B):
         want = f"(K,) = ({K},)" if B is None else f"(K,) or (B, K) = ({K},) or ({B}, {K})"
-        raise ValueError(f"{name} must have shape {want}, got {w.shape}")
+        raise ValueError(f"{name} must have shape {want} to match {source}, got {w.shape}")
     if np.any(w < 0):
         raise ValueError(f"{name} must be >= 0")
     if np.any(np.abs(w.sum(axis=-1) - 1.0) > _WEIGHT_SUM_TOL):
@@ -201,7 +202,7 @@ def _log_weights(weights, K, B):
     """log w as (1, K) or (B, K), with log 0 = -inf (such components get posterior weight exactly 0)."""
     if weights is None:
         return np.full((1, K), -np.log(K))
-    w = check_weights(weights, K, B)
+    w = check_weights(weights, K, B, source="centers (B, n, K)")
     logw = np.full(w.shape, -np.inf)
     np.log(w, out=logw, where=w > 0)
     return logw if logw.ndim == 2 else logw[None]
@@ -285,7 +286,7 @@ def bayes_risk_linear(n, d, sigma2_0, sigma2_z) -> float:
 
 @finite_output("sigma2_0", "sigma2_z")
 def optimal_linear_gamma(d, L, sigma2_0, sigma2_z) -> float:
-    """Finite-L optimum of γ = αβ for γ Ŝ x̃, Ŝ = (1/L) Σ X_t X_tᵀ (linear attention at W = scaled identities, paper §3.1).
+    """Finite-L optimum of γ = αβ for γ Ŝ x̃, Ŝ = (1/L) Σ X_t X_tᵀ (linear attention, scaled identities, paper §3.1).
 
     γ*(L) = 1 / ((σ0² + σZ²)(1 + (d+1)/L)), from E[Ŝ²] = σ0⁴ (1 + (d+1)/L) P.
     """

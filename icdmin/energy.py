@@ -207,8 +207,8 @@ def descend(s, X, alpha, beta, *, gamma=None, steps=50, tol=None, return_traject
     """Iterate Eq. (17) from s(0) = s: at most ``steps`` steps, stopping early once every |∇E| < ``tol``.
 
     s, X, alpha, beta: as in :func:`energy`; gamma > 0: step size (default α; γ ≤ α never increases the energy);
-    0 <= steps <= MAX_STEPS: maximum number of steps; tol > 0 (optional): stop when every state's gradient norm is below it;
-    return_trajectory: keep every iterate. Every returned array is fresh (never the caller's ``s``).
+    0 <= steps <= MAX_STEPS: maximum number of steps; tol > 0 (optional): stop when every state's gradient norm is
+    below it; return_trajectory: keep every iterate. Every returned array is fresh (never the caller's ``s``).
 
     Shapes: s (n,) | (B, n); X (n, L) | (B, n, L) -> s like s; trajectory (T+1, ...) like s; converged,
     grad_norm () | (B,).

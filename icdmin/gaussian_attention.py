@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import _softmax_inplace, as_float_array, check_context
-from .attention import _mse_backward, _mse_forward
+from ._arrays import _softmax_inplace, as_float_array, check_context, finite_output
+from .attention import _check_dout, _mse_backward, _mse_forward
 
 __all__ = [
     "GaussianCache",
@@ -93,6 +93,7 @@ def gaussian_forward(X, x_tilde, W_K, W_Q, W_PV):
     return (out[0] if single else out), cache
 
 
+@finite_output("dout")
 def gaussian_backward(dout, cache):
     """Manual backward of :func:`gaussian_forward`.
 
@@ -100,13 +101,7 @@ def gaussian_backward(dout, cache):
     """
     if not isinstance(cache, GaussianCache):
         raise TypeError(f"cache must be the GaussianCache returned by gaussian_forward, got {type(cache).__name__}")
-    dout = as_float_array("dout", dout, ndim=(1, 2), complex_ok=True)
-    B, n = cache.x_tilde.shape
-    if dout.shape not in ((B, n), (n,) if B == 1 else (B, n)):
-        raise ValueError(f"dout must have shape ({B}, {n}) like the forward output, got {dout.shape}")
-    with np.errstate(all="ignore"):
-        grads = _backward(dout.reshape(B, n), cache)
-    return _finite("gaussian_backward", grads, "dout")
+    return _backward(_check_dout(dout, cache.x_tilde.shape), cache)
 
 
 def _prepare(X, x_tilde, W_K, W_Q, W_PV):
@@ -148,4 +143,4 @@ def loss_and_grads_gaussian(X, x_tilde, x, W_K, W_Q, W_PV):
         out, cache = _forward(X3, q2, W_K, W_Q, W_PV)  # (B, n)
         loss, diff = _mse_forward(out, x2)
         grads = _backward(_mse_backward(diff), cache)
-    return _finite("loss_and_grads_gaussian", (loss, *grads), "X, x_tilde, x or the weights")
+    return _finite("loss_and_grads_gaussian", (loss, *grads), "X, x_tilde, x, W_K, W_Q or W_PV")

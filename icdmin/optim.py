@@ -1,7 +1,8 @@
 """Optimisers written out by hand: SGD with momentum, Adam, and the step-down learning-rate schedule.
 
 The authors train with ``torch.optim.Adam(lr=1e-2)`` (default betas and eps) and a ``MultiStepLR`` that multiplies
-the rate by 0.1 at 80 % and 90 % of the epochs (paper §5; the authors' repository mattsmart/in-context-denoising at commit c8aaeb3). The updates below are the same
+the rate by 0.1 at 80 % and 90 % of the epochs (paper §5; the authors' repository mattsmart/in-context-denoising
+at commit c8aaeb3). The updates below are the same
 arithmetic as ``torch.optim.SGD`` / ``torch.optim.Adam`` with their defaults (no weight decay, no dampening, no
 Nesterov, no AMSGrad), written as pure functions on a tuple of arrays (llm.c ``gpt2_update`` style):
 

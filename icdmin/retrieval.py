@@ -233,7 +233,10 @@ def circle_trajectories(rng, *, L=20, R=1.0, sigma2_z=0.1, alpha=1.0, beta=10.0,
     phi = rng.uniform(0, 2 * np.pi, n_traj)
     x = R * np.stack([np.cos(phi), np.sin(phi)], axis=1)  # (n_traj, 2)
     x_tilde = x + np.sqrt(sigma2_z) * rng.standard_normal((n_traj, 2))
-    xs = ys = np.linspace(-lim, lim, grid)
+    with np.errstate(all="ignore"):
+        xs = ys = np.linspace(-lim, lim, grid)
+    if not np.all(np.isfinite(xs)):
+        raise ValueError(f"lim = {lim} is too large: the grid [-lim, lim] overflows")
     # the undecorated functions: a non-finite result is reported once, by this function, naming its arguments
     trajectories = {k: descend.__wrapped__(x_tilde, X, alpha, beta, steps=k, return_trajectory=True).trajectory
                     for k in steps}

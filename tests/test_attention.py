@@ -1,7 +1,7 @@
 """Tests of icdmin.attention (and gaussian_attention): forward against an independent per-prompt loop, manual
 gradients against numerical ones, invariances and input validation.
 
-Tolerances (STYLE.md §E): algebraic identities 1e-12 relative to the output scale; complex step 1e-8 relative to
+Tolerances: algebraic identities 1e-12 relative to the output scale; complex step 1e-8 relative to
 the largest gradient entry (the step h = 1e-20 is exact up to rounding); directional central differences 1e-6 with
 eps = 1e-5 (truncation O(eps²) and rounding O(1e-16/eps) are both about 1e-10 for these O(1) problems).
 """
@@ -127,7 +127,7 @@ def test_tied_gaussian_is_eq14_with_equal_key_and_query_maps(size, seed):
 
 @given(dims(), seeds, finite_floats(0.05, 2.0))
 def test_gaussian_identity_is_tweedie(size, seed, sigma2_z):
-    """W_KQ = I/σZ², W_PV = I: x̃ + σZ² ∇ log p̂(x̃), p̂ = (1/L) Σ_t N(X_t, σZ² I) (PAPER.md §9); the score by
+    """W_KQ = I/σZ², W_PV = I: x̃ + σZ² ∇ log p̂(x̃), p̂ = (1/L) Σ_t N(X_t, σZ² I) (paper Eq. 14, §3.2); the score by
     central differences of log p̂ (through lse), h = 1e-6: truncation and rounding both below 1e-8 relative."""
     X, x_tilde, _, _, _ = attention_problem(seed, size["B"], size["n"], size["L"])
     n = size["n"]

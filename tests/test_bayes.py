@@ -59,7 +59,7 @@ def test_bessel_ratio_matches_theta_quadrature(d, kappa):
     assert bound < 1e-9 * want  # the quadrature itself is accurate to better than 1e-9
     tol = 10 * bound + 1e-13 * want  # 10x quad's error estimate plus float64 rounding of ive
     assert abs(bessel_ratio(d, kappa) - want) <= tol
-    # the authors' order I_{d-1/2}/I_{d-3/2} (PAPER.md §2.2) agrees only for d = 2
+    # the authors' order I_{d-1/2}/I_{d-3/2} (their repository mattsmart/in-context-denoising at commit c8aaeb3) agrees only for d = 2
     authors = ive(d - 0.5, kappa) / ive(d - 1.5, kappa)
     if d == 2:
         assert abs(authors - want) <= tol
@@ -68,7 +68,7 @@ def test_bessel_ratio_matches_theta_quadrature(d, kappa):
 
 
 def test_authors_order_at_paper_point():
-    """PAPER.md §2.2: d = 8, κ = 11: correct shrink 0.689, the authors' 0.537."""
+    """Paper Eq. (6) vs the authors' code (c8aaeb3): d = 8, κ = 11: correct shrink 0.689, the authors' 0.537."""
     assert round(bessel_ratio(8, 11.0), 3) == 0.689
     assert round(ive(7.5, 11.0) / ive(6.5, 11.0), 3) == 0.537
 
@@ -300,7 +300,7 @@ def test_posterior_means_are_rotation_equivariant(seed, n):
 
 
 def test_linear_bayes_risk_eq4_vs_monte_carlo():
-    assert bayes_risk_linear(16, 8, 2.0, 1.0) == pytest.approx(1 / 3, rel=1e-15)  # PAPER.md §2.1: 1/3 per coord
+    assert bayes_risk_linear(16, 8, 2.0, 1.0) == pytest.approx(1 / 3, rel=1e-15)  # paper Eq. (4): 1/3 per coord
     task = LinearTask(6, 2, 1.5, 0.8)
     m, se = mc_bayes_risk(task, rng=np.random.default_rng(0), batch=20000)
     assert abs(m - bayes_risk_linear(6, 2, 1.5, 0.8)) < Z * se
@@ -327,7 +327,7 @@ def test_linear_risk_closed_form_properties():
     """γ*(L) minimises linear_risk (central differences), γ = 0 gives predict-zero, L -> ∞ gives Eq. (4)."""
     n, d, L, s0, sz = 16, 8, 499, 2.0, 1.0
     g = optimal_linear_gamma(d, L, s0, sz)
-    assert g == pytest.approx(0.3274, abs=1e-4)  # PAPER.md §3.6
+    assert g == pytest.approx(0.3274, abs=1e-4)  # finite-L optimum (paper §3.1)
     assert linear_risk(n, d, L, s0, sz, g) == pytest.approx(0.3451, abs=1e-4)
     assert linear_risk(n, d, L, s0, sz, 1 / 3) == pytest.approx(0.3454, abs=1e-4)
     h = 1e-5
@@ -335,7 +335,7 @@ def test_linear_risk_closed_form_properties():
     assert abs(slope) < 1e-9
     assert linear_risk(n, d, L, s0, sz, 0.0) == pytest.approx(d * s0 / n)
     assert linear_risk(n, d, 10**12, s0, sz, 1 / (s0 + sz)) == pytest.approx(bayes_risk_linear(n, d, s0, sz), rel=1e-9)
-    for L_, gs in ((19, 0.2262), (49, 0.2816), (99, 0.3056)):  # PAPER.md §3.6 table
+    for L_, gs in ((19, 0.2262), (49, 0.2816), (99, 0.3056)):  # finite-L optima (paper §3.1)
         assert optimal_linear_gamma(d, L_, s0, sz) == pytest.approx(gs, abs=1e-4)
 
 
@@ -371,7 +371,7 @@ def test_bad_input_names_the_argument(call, arg):
         call()
 
 
-# ---------------------------------------------------------------- PAPER.md [derived] reference numbers
+# ---------------------------------------------------------------- derived reference numbers (paper §2.3, §4 set-ups)
 
 
 def _paper_z(m, se, ref, n_ref, sd):
@@ -381,7 +381,7 @@ def _paper_z(m, se, ref, n_ref, sd):
 
 @pytest.mark.slow
 def test_paper_reference_bayes_risks():
-    """PAPER.md §2.2, §2.3, §4: sphere oracle 0.0290 (2000 prompts), GMM Eq. 7 0.0236 and Eq. 8 0.0270 (3000),
+    """Paper §2.2, §2.3, §4 set-ups: sphere oracle 0.0290 (2000 prompts), GMM Eq. 7 0.0236 and Eq. 8 0.0270 (3000),
     circle oracle 0.107 total (20000); compared at z < 4 with both standard errors (ours and the reference's)."""
     N = size(200000, 40000)
     rng = np.random.default_rng(11)

@@ -1,7 +1,7 @@
 """Tests of icdmin.energy: the DAM energy (Eq. 16), its derivatives, descent (Eq. 17), the linear energy
 (App. I.1) and the gradient-flow condition (A.18-A.19).
 
-Tolerances: complex step 1e-8 relative (STYLE.md §E; the step is exact up to rounding of the cancelling terms,
+Tolerances: complex step 1e-8 relative (the step is exact up to rounding of the cancelling terms,
 so the absolute floor is 1e-8 times the size of those terms); central differences 1e-5 relative with
 h = 1e-6·max(1, |s|) (truncation O(h²) ≈ 1e-12 times the third derivative, rounding O(1e-16/h)); algebraic
 identities 1e-12. Monte-Carlo checks use a z-score of 5 standard errors with a fixed seed.
@@ -31,7 +31,7 @@ from strategies import dims, positive, seeds
 
 
 def _problem(seed, dm, beta, batched, max_score=30.0):
-    """Random memories and states with beta·|Xᵀ s| <= max_score (valid by construction, STYLE.md §E)."""
+    """Random memories and states with beta·|Xᵀ s| <= max_score (valid by construction)."""
     rng = np.random.default_rng(seed)
     n, L, B = dm["n"], dm["L"], dm["B"]
     X = rng.standard_normal((B, n, L)) / np.sqrt(n)  # (B, n, L)
@@ -200,7 +200,7 @@ def test_shared_context_equals_broadcast(seed, dm, alpha, beta):
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 10])
 def test_linear_energy_k_steps_population_limit(k):
-    """PAPER.md §4: with (1/L)ΣX_tX_tᵀ = σ0²P exactly (the L -> inf limit), k steps of size γ = 1/(σ0²+σZ²)
+    """Paper §4 / App. I.1: with (1/L)ΣX_tX_tᵀ = σ0²P exactly (the L -> inf limit), k steps of size γ = 1/(σ0²+σZ²)
     give s_k = c^k P x̃, and MSE/d = (c^k − 1)²σ0² + c^{2k}σZ². Monte Carlo, 5 standard errors."""
     rng = np.random.default_rng(1234 + k)
     n, d, s0, sz, N = 6, 3, 2.0, 1.0, 40000
@@ -219,7 +219,7 @@ def test_linear_energy_k_steps_population_limit(k):
 
 
 def test_linear_energy_k_steps_table():
-    """The PAPER.md §4 table for σ0² = 2, σZ² = 1 (k = 1 is the Bayes risk 2/3)."""
+    """The k-step table (paper §4, linear energy) for σ0² = 2, σZ² = 1 (k = 1 is the Bayes risk 2/3)."""
     c = 2 / 3
     table = {1: 0.667, 2: 0.815, 3: 1.078, 5: 1.525, 10: 1.93}
     for k, v in table.items():

@@ -119,8 +119,8 @@ SPECS = {
 
 def _variants(value):
     """Adversarial replacements for one argument, derived from its valid value (some of them still valid)."""
-    common = [None, "abc", b"x", True, 1 + 2j, np.nan, np.inf, -np.inf, -1, 0, -0.5, 1e308, 10**30, [], [[1.0, 2.0], [3.0]],
-              object(), {"a": 1}, np.ones((2, 2, 2, 2, 2))]
+    common = [None, "abc", b"x", True, 1 + 2j, np.nan, np.inf, -np.inf, -1, 0, -0.5, 1e308, 10**30, [],
+              [[1.0, 2.0], [3.0]], object(), {"a": 1}, np.ones((2, 2, 2, 2, 2))]
     if isinstance(value, np.ndarray):
         v = value
         extra = [v.tolist(), v.astype(np.float32), np.round(v).astype(int), v * 1e200, -v * 1e200,
@@ -187,3 +187,21 @@ def test_gradcheck_entry_points_name_their_argument(bad):
         check_all(seed=0, repeats=bad if bad != -1 else 0)
     with pytest.raises((TypeError, ValueError), match="seed"):
         main(seed=bad)
+
+
+def test_former_silent_wrong_answers_now_fail_loudly():
+    """The cases found by the audit: each used to return garbage (or a foreign exception) without complaint."""
+    with pytest.raises(TypeError, match="pred"):
+        icdmin.mse([1j, 0], [0, 0])  # was -0.5: z² is not |z|²
+    with pytest.raises(TypeError, match="rng"):
+        icdmin.haar_basis(np.random, 1, 3, 2)  # the legacy module is not a Generator
+    with pytest.raises(ValueError, match="k"):
+        icdmin.haar_basis(np.random.default_rng(0), 1, 3, 4)  # was 3 columns for k = 4
+    with pytest.raises(TypeError, match="z"):
+        icdmin.softmax(None)  # was nan
+    with pytest.raises(TypeError, match="x must"):
+        icdmin.loss_and_grads(X3, Q2, None, W, W)  # was a Numba TypingError
+    with pytest.raises(ValueError, match="X contains NaN"):
+        icdmin.loss_and_grads_numpy(np.where(X3 > 0, np.nan, X3), Q2, Q2, W, W)  # was NaN
+    V3 = icdmin.haar_basis(np.random.default_rng(0), 4, 5, 3)
+    np.testing.assert_allclose(np.einsum("bnk,bnj->bkj", V3, V3), np.broadcast_to(np.eye(3), (4, 3, 3)), atol=1e-14)

@@ -1,7 +1,7 @@
 """Tests of icdmin.retrieval: the one-step / k-step / converged / retrieval / oracle comparison and Fig. 5 data.
 
 The fast tests recompute every entry independently, prompt by prompt, with scipy's softmax (identities to 1e-10).
-The slow test reproduces PAPER.md §4's circle table within Monte-Carlo error: z-score 4 on the combined standard
+The slow test reproduces the circle table of the paper's §4 / Fig. 5 set-up within Monte-Carlo error: z-score 4 on the combined standard
 error of our estimate and of the reference (20000 prompts; its standard error is estimated from our per-prompt
 spread), plus the reference's rounding to 3 decimals.
 """
@@ -151,7 +151,7 @@ def test_circle_trajectories(seed):
     np.testing.assert_array_equal(again["trajectories"][50], t50)
 
 
-# PAPER.md §4 [derived], 20000 prompts, total squared error (the "converged" row is the 500-step one).
+# reference values for the paper's Fig. 5 set-up (§4), a 20000-prompt Monte Carlo, total squared error (the "converged" row is the 500-step one).
 CIRCLE_REFERENCE = {"query": 0.198, "1 step": 0.132, "2 steps": 0.170, "5 steps": 0.260, "50 steps": 0.451,
                     "converged": 0.465, "retrieval": 0.149, "oracle": 0.107}
 
@@ -171,7 +171,7 @@ def test_circle_table_reproduces_paper():
         assert z < 4, (name, st_["total_sq_error"], ref, z)
     conv = res["converged"]
     assert conv["n_steps"] == 500 and conv["fraction_converged"] > 0.99
-    # PAPER.md §4: no endpoint lies on a context token (median distance 0.049 >> near_tol = 1e-3)
+    # paper §4: no endpoint lies on a context token (median distance 0.049 >> near_tol = 1e-3)
     assert conv["near_token_fraction"] < 0.01 and conv["median_nearest_distance"] > 0.03
 
 
