@@ -19,6 +19,7 @@ from .energy import MAX_STEPS, _per_state, _scores, _states, descend, descent_st
 __all__ = ["retrieval_comparison", "format_retrieval_table", "energy_landscape", "circle_trajectories",
            "energy_along_step"]
 
+_MAX_BATCH = 10**8  # retrieval_comparison's prompts (hours of compute); a larger request is surely a mistake
 _MAX_SIZE, _MAX_GRID = 2**20, 2**12  # circle_trajectories' L, n_traj and grid: larger ones are surely mistakes
 _CHUNK_ELEMENTS = 2**21  # prompts are processed in chunks of about this many X entries (16 MB), cache-friendly
 
@@ -73,7 +74,7 @@ def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 
     ----------
     task : object with ``n``, ``sample(rng, batch, L) -> Prompts`` and ``posterior_mean(prompts)`` (icdmin.tasks).
     L : int >= 1, context length.  alpha, beta : float > 0, the energy's α and β (Eq. 16).
-    rng : numpy.random.Generator.  batch : int >= 2, number of prompts.
+    rng : numpy.random.Generator.  batch : int in [2, 1e8], number of prompts.
     steps : sequence of int >= 1.  converge_steps : int >= 1.  tol, near_tol : float > 0.
 
     Returns
@@ -89,7 +90,7 @@ def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 
     _check_task(task)
     L = check_int("L", L, minimum=1)
     alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
-    batch = check_int("batch", batch, minimum=2)
+    batch = check_int("batch", batch, minimum=2, maximum=_MAX_BATCH)
     steps = sorted({check_int("steps", k, minimum=1, maximum=MAX_STEPS) for k in _sequence("steps", steps)})
     converge_steps = check_int("converge_steps", converge_steps, minimum=1, maximum=MAX_STEPS)
     tol, near_tol = check_positive("tol", tol), check_positive("near_tol", near_tol)
