@@ -7,6 +7,7 @@ experiment (``prop32``, about a second in quick mode with one job).
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -219,7 +220,9 @@ def test_sigint_stops_reproduce_promptly(tmp_path, jobs):
     proc = subprocess.Popen([sys.executable, "-m", "icdmin", "reproduce", "--quick", "--jobs", jobs, "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    time.sleep(6)
+    ready, _, _ = select.select([proc.stdout], [], [], 60)  # its first line: the arguments are checked, it runs
+    assert ready and proc.stdout.readline().startswith("icdmin reproduce:")
+    time.sleep(4)  # then mid-run: planning done, workers started, units computing
     t0 = time.perf_counter()
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group, workers included
     time.sleep(0.3)
