@@ -110,12 +110,7 @@ def run_unit(fn, kwargs: dict):
 
 
 def _unit_function(spec, experiment: str, label: str):
-    """The function of a planned unit: a function reference, or (older plans) the name of a ``unit_*`` function."""
-    if isinstance(spec, str):
-        from . import experiments
-
-        fn = getattr(experiments, spec, None) if spec.startswith("unit_") else None
-        spec = fn if fn is not None else spec
+    """The function of a planned unit (a top-level function: it is sent to the workers by reference)."""
     if not callable(spec):
         raise TypeError(f"experiment {experiment!r}, unit {label!r}: expected a unit function, got {spec!r}")
     return spec
