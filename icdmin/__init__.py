@@ -10,7 +10,7 @@ tokens; the query ``x_tilde`` is ``(n,)`` or ``(B, n)``; an MSE is the mean over
 __version__ = "0.1.0"
 
 from ._arrays import mse
-from .energy import (
+from .dam import (
     DescentResult,
     descend,
     descent_step,
@@ -33,7 +33,7 @@ from .retrieval import (
     retrieval_comparison,
 )
 from .optim import AdamState, SGDState, adam_step, sgd_step, step_schedule
-from .train import (
+from .training import (
     TrainConfig,
     TrainResult,
     evaluate,
@@ -68,9 +68,7 @@ from .baselines import (
     zero_estimator,
 )
 
-# Kept last: binding the function `attention` (API.md) hides the submodule icdmin.attention from
-# `from . import attention`; inside the package use `from .attention import name` instead.
-from .attention import (
+from .layer import (
     KINDS,
     AttentionCache,
     attention,
@@ -82,4 +80,13 @@ from .attention import (
     loss_and_grads_numpy,
 )
 from .gaussian_attention import attention_gaussian, loss_and_grads_gaussian
-from .experiments import EXPERIMENTS, reproduce
+
+
+def __getattr__(name: str):
+    """``reproduce`` and ``EXPERIMENTS`` belong to the reproduction layer, imported on first use only: ``import icdmin``
+    loads the core (tasks, Bayes, baselines, energy, attention, training) and nothing else."""
+    if name in ("EXPERIMENTS", "reproduce"):
+        from . import experiments
+
+        return getattr(experiments, name)
+    raise AttributeError(f"module 'icdmin' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Fused Numba kernels for one-layer attention: the only module that imports numba.
 
-The NumPy code in ``attention.py`` is the specification (parity at rtol 1e-10 in float64, ``tests/test_kernels.py``).
+The NumPy code in ``layer.py`` is the specification (parity at rtol 1e-10 in float64, ``tests/test_kernels.py``).
 A prompt's context (16 × 499 float64 = 64 KB) stays in L2 between its forward and backward passes; its loss and
 gradients go to its own slot, and slots are summed in prompt order (results do not depend on threads). Loops run
 along the contiguous token axis from index 0 and vectorise (``fastmath`` reassoc/contract; numba 0.68 did not
@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps vend
     numba = None
     HAS_NUMBA = False
 
-# attention.py uses the kernels only when compiled (under NUMBA_DISABLE_JIT=1 they are slow Python loops).
+# layer.py uses the kernels only when compiled (under NUMBA_DISABLE_JIT=1 they are slow Python loops).
 JIT_ENABLED = HAS_NUMBA and not numba.config.DISABLE_JIT
 
 KIND_CODES = {"linear": 0, "softmax": 1, "gaussian": 2}

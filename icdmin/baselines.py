@@ -18,7 +18,7 @@ import numpy as np
 
 from ._arrays import as_float_array, check_context, check_positive
 from .bayes import _ive_ratio
-from .energy import softmax
+from .dam import softmax
 
 __all__ = [
     "linear_attention_estimator",

@@ -97,7 +97,7 @@ def _thread_counts() -> list[int]:
 def icdmin_times(kind, threads, repeat, dtype=np.float64) -> np.ndarray:
     """Per-call times of the public ``loss_and_grads`` (fused kernel when numba's JIT is on) at ``threads``."""
     from . import _kernels
-    from .attention import loss_and_grads
+    from .layer import loss_and_grads
 
     args = problem(dtype)
     if not _kernels.JIT_ENABLED:
@@ -117,7 +117,7 @@ def bench_attention(quick: bool) -> list[Row]:
     specification (``loss_and_grads_numpy``): the kernel must pay for itself (>= 2x). The 2-thread run is timed in
     blocks alternating with the 1-thread run, and its slow tail (p90) must stay >= 0.8x the 1-thread one.
     """
-    from .attention import KINDS, loss_and_grads_numpy
+    from .layer import KINDS, loss_and_grads_numpy
 
     args = problem()
     repeat = 60 if quick else 300
@@ -144,7 +144,7 @@ def bench_attention(quick: bool) -> list[Row]:
 def bench_energy(quick: bool) -> list[Row]:
     """Energy descent (paper Eq. 17): n = 16, L = 499, 1000 states with their own contexts, 50 steps, against a
     per-state Python loop of ``alpha * X @ softmax(beta * X.T @ s)`` (on ``m`` states, scaled to 1000)."""
-    from .energy import descend, softmax
+    from .dam import descend, softmax
 
     rng = np.random.default_rng(0)
     n_states, steps, alpha, beta = 1000, 50, 1.0, 10.0
@@ -184,7 +184,7 @@ def bench_tasks(quick: bool) -> list[Row]:
 
 def bench_training(quick: bool) -> list[Row]:
     """Wall time of the training loop (the paper's protocol, exact test MSE every epoch); p90 column: the slowest."""
-    from . import train
+    from .training import train
     from .tasks import GMMTask, LinearTask
 
     rows = []
@@ -228,7 +228,7 @@ def bench_peers(quick: bool) -> list[Row]:
     """Softmax forward+backward (B = 80, n = 16, L = 499) of icdmin and each installed peer at 1 and 2 threads;
     ratio = the peer's median time / icdmin's, both timed in alternating blocks in the peer's child process (same
     CPUs, same dtype). The child gets OMP_WAIT_POLICY=PASSIVE unless set: spinning torch threads collapse under load."""
-    from .attention import loss_and_grads
+    from .layer import loss_and_grads
 
     repeat = 30 if quick else 100
     rows = []

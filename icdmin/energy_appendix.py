@@ -1,7 +1,7 @@
 """Paper App. I: the linear-attention ("naive spherical Hopfield") energy (App. I.1, Eqs. A.14-A.17) and, for general
 weights, the Jacobian of the attention update (Eq. A.18) with the gradient-flow condition (Eq. A.19).
 
-Same conventions as :mod:`icdmin.energy` (which re-exports every name here): a single state ``s (n,)`` with
+Same conventions as :mod:`icdmin.dam` (which re-exports every name here): a single state ``s (n,)`` with
 ``X (n, L)``, a batch ``s (B, n)`` with ``X (B, n, L)``, or a batch sharing one context ``X (n, L)``.
 
 Legend: ``B`` batch of states, ``n`` token dimension, ``L`` number of stored memories (context tokens).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import _softmax_inplace, as_float_array, check_positive, finite_output
-from .energy import _out, _per_state, _readout, _scores, _softmax_covariance, _states
+from .dam import _out, _per_state, _readout, _scores, _softmax_covariance, _states
 
 __all__ = ["linear_energy", "linear_energy_grad", "linear_descent_step", "update_jacobian", "is_gradient_flow"]
 

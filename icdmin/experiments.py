@@ -53,8 +53,8 @@ class Experiment(NamedTuple):
 EXPERIMENTS: dict[str, Experiment] = {}
 for _name, _spec in (*TRAIN_EXPERIMENTS.items(), *WEIGHT_EXPERIMENTS.items(), *ENERGY_EXPERIMENTS.items()):
     EXPERIMENTS[_name] = Experiment(*_spec)
-EXPERIMENTS = {name: EXPERIMENTS[name] for name in ("fig3", "fig4a", "fig4b", "fig5", "fig6", "fig8", "thm31",
-                                                      "prop32", "oracle")}
+ORDER = ("fig3", "fig4a", "fig4b", "fig5", "fig6", "fig8", "thm31", "prop32", "oracle")  # results.json order
+EXPERIMENTS = dict(sorted(EXPERIMENTS.items(), key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else len(ORDER)))
 ALIASES = {"fig4": ("fig4a", "fig4b"), "fig7": ("fig3",)}  # Fig. 7 is the linear-attention half of fig3
 
 

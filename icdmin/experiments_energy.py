@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import attention
+from .layer import attention
 from .baselines import softmax_attention_estimator
 from .paper import CIRCLE, CIRCLE_TOTAL_SQ_ERROR, L_PAPER, TASK_PARAMS, make_task
 from .retrieval import circle_trajectories, retrieval_comparison
 from .runner import derive_seed
 from .tasks import GMMTask, LinearTask, SphereTask
-from .train import init_weights
+from .training import init_weights
 
 __all__ = ["ENERGY_EXPERIMENTS", "unit_circle_landscape", "unit_low_noise", "unit_oracle_check", "unit_prop32",
            "unit_retrieval", "unit_thm31"]

@@ -1,7 +1,7 @@
 """Training experiments of the paper: Fig. 3 / Fig. 7, Fig. 4a, Fig. 4b (Fig. 6, 8: experiments_weights). Plain data.
 
 See :mod:`icdmin.experiments` for the experiment protocol (``config`` / ``plan`` / ``combine``). Units here train
-with :func:`icdmin.train.train` under the paper's protocol (arXiv 2502.05164, Fig. 3 set-up: 1000 prompts split
+with :func:`icdmin.training.train` under the paper's protocol (arXiv 2502.05164, Fig. 3 set-up: 1000 prompts split
 800/200, batch 80, Adam 1e-2, x0.1 at 80 % and 90 %, L = 499 clean tokens, 100 / 200 / 200 epochs) and evaluate
 on fresh prompts.
 The six Fig. 3 seeds vary the initialisation and batch order with the dataset fixed, as in the authors' code
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import attention
+from .layer import attention
 from .baselines import (
     linear_attention_estimator,
     projection_estimator,
@@ -28,7 +28,7 @@ from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma, posteri
 from .paper import (A_SEED, CASE_TITLES, CASES, EPOCHS, FIG4A_L, FIG4B_D, FIG4B_L, L_PAPER,  # noqa: F401
                     PRIMARY_KIND, TASK_PARAMS, make_task, transform_matrix)  # A_SEED, transform_matrix: re-exported
 from .runner import derive_seed
-from .train import fresh_prompts, mean_abs_offdiagonal, train
+from .training import fresh_prompts, mean_abs_offdiagonal, train
 
 __all__ = ["A_SEED", "TRAIN_EXPERIMENTS", "fig3_config", "fig3_data_seed", "fig3_run", "make_task", "transform_matrix",
            "unit_baselines", "unit_d_shift", "unit_train"]
@@ -45,7 +45,7 @@ def _mean_se(values: np.ndarray) -> dict:
 def unit_train(case, kind, seed, data_seed, epochs, L=L_PAPER, model="full", online=False, n_fresh=0,
                eval_every=1, weights=False, transform_seed=None, target="clean", d=None, eval_train=True,
                lr=1e-2) -> dict:
-    """One training run (:func:`icdmin.train.train`), summarised as plain data (curves, scales, fresh MSE).
+    """One training run (:func:`icdmin.training.train`), summarised as plain data (curves, scales, fresh MSE).
 
     With ``eval_train=False`` the train-MSE curve holds NaN (None in JSON) between its two ends.
     """

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import attention
-from .energy import softmax
+from .layer import attention
+from .dam import softmax
 from .experiments_train import fig3_config, fig3_data_seed, fig3_run, unit_train
 from .paper import A_SEED, FIG8_EPOCHS, L_PAPER, N, THEORY_POINT, make_task, transform_matrix
 from .runner import derive_seed
-from .train import split_prompts
+from .training import split_prompts
 
 __all__ = ["WEIGHT_EXPERIMENTS", "fit_scalar", "unit_landscape"]
 
@@ -35,8 +35,8 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
     For fixed β the output is α u_b(β) with u_b = X_b softmax(β X_bᵀ x̃_b), so the MSE is the quadratic
     (α² a(β) − 2α b(β) + c) / n with a = mean_b |u_b|², b = mean_b ⟨u_b, x_b⟩, c = mean_b |x_b|²: one softmax per
     β
-    gives the whole α axis exactly. The dataset is the one :func:`icdmin.train.train` draws for ``data_seed``.
-    ``check`` = (α, β) is evaluated once through :func:`icdmin.attention.attention` as a cross-check.
+    gives the whole α axis exactly. The dataset is the one :func:`icdmin.training.train` draws for ``data_seed``.
+    ``check`` = (α, β) is evaluated once through :func:`icdmin.layer.attention` as a cross-check.
     ``theory_minus_min``: the per-prompt loss at ``theory`` (Eq. 13's (1, 1/σZ²)) minus the loss at the grid's
     valley minimum, mean and standard error over the prompts (paired: same prompts).
     """

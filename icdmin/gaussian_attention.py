@@ -4,7 +4,7 @@
 
 With tied maps W_K = W_Q = W this is ``attention(..., W_KQ=WᵀW, kind="gaussian")`` (the −½‖W_Q x̃‖² term is the
 same for every token and cancels in the softmax). NumPy only: this general form is for study, not for training
-speed. Same conventions as :mod:`icdmin.attention` (llm.c-style forward/backward pairs, query not a key or value,
+speed. Same conventions as :mod:`icdmin.layer` (llm.c-style forward/backward pairs, query not a key or value,
 no residual).
 
 Legend: ``B`` batch, ``n`` token dimension, ``m`` key/query dimension, ``L`` context length.
@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import _softmax_inplace, as_float_array, check_context, finite_output
-from .attention import _check_dout, _mse_backward, _mse_forward
+from .layer import _check_dout, _mse_backward, _mse_forward
 
 __all__ = [
     "GaussianCache",

@@ -4,7 +4,7 @@ The trained softmax layer is one descent step (Eq. 17, γ = α) on the context e
 on fresh prompts of a task, how that one step compares with the noisy query, with k steps, with descent run to
 convergence (the usual Hopfield use), with exact retrieval of the best-matching context token and with the oracle
 Bayes estimator; and it computes the 2-D energy landscape and descent trajectories of Fig. 5 (paper §4, Fig. 5).
-The energy maths itself lives in :mod:`icdmin.energy`.
+The energy maths itself lives in :mod:`icdmin.dam`.
 
 Legend: ``B`` prompts, ``n`` token dimension, ``L`` context tokens (columns of ``X``).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import _lse, as_float_array, check_int, check_positive, check_rng, finite_output
-from .energy import MAX_STEPS, _per_state, _scores, _states, descend, descent_step, energy, energy_grad
+from .dam import MAX_STEPS, _per_state, _scores, _states, descend, descent_step, energy, energy_grad
 
 __all__ = ["retrieval_comparison", "format_retrieval_table", "energy_landscape", "circle_trajectories",
            "energy_along_step"]
@@ -185,7 +185,7 @@ def energy_landscape(X, alpha, beta, xs, ys):
 def energy_along_step(s, X, alpha, beta, ts, gamma=None):
     """The energy (16) along the one-step update: E(s − t γ ∇E(s)) for each t in ``ts`` (paper §4, Eq. 17).
 
-    t = 0 is the state itself and t = 1 is :func:`~icdmin.energy.descent_step` (with γ = α, the default, the
+    t = 0 is the state itself and t = 1 is :func:`~icdmin.dam.descent_step` (with γ = α, the default, the
     softmax attention output for W_KQ = βI, W_PV = αI): the curve shows how far along the descent direction the
     attention step lands.
 

@@ -1,7 +1,7 @@
 """``python -m icdmin train``: one paper case trained with the paper's protocol, printed epoch by epoch; ``--save DIR``
 keeps the weights and the history, ``--load DIR`` evaluates saved weights without training.
 
-Each line shows the exact train and test MSE (:func:`icdmin.train.train`) beside the oracle's (the Bayes-optimal
+Each line shows the exact train and test MSE (:func:`icdmin.training.train`) beside the oracle's (the Bayes-optimal
 posterior mean of Props. 2-4 on the same prompts); the subspace case with linear attention also prints the Bayes
 risk (paper Eq. 4) and the finite-L optimum of linear attention (derived in docs/maths.md §3).
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from .bayes import bayes_risk_linear, linear_risk, optimal_linear_gamma
 from .tasks import GMMTask, LinearTask, SphereTask
-from .train import TrainConfig, evaluate, fresh_prompts, mean_abs_offdiagonal, paper_epochs, split_prompts, train
+from .training import TrainConfig, evaluate, fresh_prompts, mean_abs_offdiagonal, paper_epochs, split_prompts, train
 from .train_setup import N_PROMPTS_PAPER, n_test_of
 
 __all__ = ["PAPER_TASKS", "check_dirs", "evaluate_saved", "load_run", "main", "save_run"]

@@ -1,6 +1,6 @@
 """Setting up a training run: its configuration, its data, the paper's initialisation and epochs, weight summaries.
 
-Helpers of :mod:`icdmin.train` (arXiv 2502.05164 §3.2, §5.1, App. G); :class:`TrainConfig` holds every scalar
+Helpers of :mod:`icdmin.training` (arXiv 2502.05164 §3.2, §5.1, App. G); :class:`TrainConfig` holds every scalar
 setting of a run, validated once. Legend: ``B`` batch, ``n`` ambient dim., ``L`` clean context tokens, ``E`` epochs.
 """
 
@@ -19,7 +19,7 @@ __all__ = ["IDENTITY_INIT", "TRAIN_KINDS", "TrainConfig", "fresh_prompts", "init
            "mean_diagonal", "paper_epochs", "split_prompts", "stream_rng"]
 
 TRAIN_KINDS = ("linear", "softmax")  # the kinds train() learns (Eqs. 11, 12); attention.KINDS adds Eq. (14)
-STREAMS = {"data": 1, "init": 2, "fresh": 3, "online": 4}  # a run's random streams (icdmin.train's docstring)
+STREAMS = {"data": 1, "init": 2, "fresh": 3, "online": 4}  # a run's random streams (icdmin.training.train's docstring)
 _EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
 IDENTITY_INIT = 0.1  # alpha = beta = 0.1 for model="identity", as the authors' "ForceDiag" models
 L_PAPER, N_PROMPTS_PAPER = 499, 1000  # the authors' context length 500 counts the query: L = 499 clean tokens
@@ -27,7 +27,7 @@ L_PAPER, N_PROMPTS_PAPER = 499, 1000  # the authors' context length 500 counts t
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every scalar setting of :func:`icdmin.train.train`; the defaults are the paper's protocol (arXiv 2502.05164
+    """Every scalar setting of :func:`icdmin.training.train`; the defaults are the paper's protocol (arXiv 2502.05164
     §5.1 and App. G). Validated once, at construction: a bad value raises ``ValueError`` / ``TypeError`` naming
     the field. ``dataclasses.replace(config, lr=0.1)`` validates again.
     """

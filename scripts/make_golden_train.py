@@ -1,7 +1,7 @@
 """Regenerate ``tests/data/golden_train.json``: four 10-step training trajectories (llm.c ``test_gpt2.c`` style).
 
 Each case draws a tiny dataset from a real task, then trains on it through ``ReplayTask`` (defined in
-``tests/test_train.py``), which hands the stored prompts back to :func:`icdmin.train.train`. The golden file
+``tests/test_training.py``), which hands the stored prompts back to :func:`icdmin.training.train`. The golden file
 therefore pins the training arithmetic (split, batch order, initialisation, attention gradients, optimiser,
 schedule), independently of later changes to the task samplers. Run from the repository root:
 

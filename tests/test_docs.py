@@ -2,7 +2,7 @@
 it makes that no module test checks (Theorem 3.1's rate, Prop. 3.2's remainder, App. H's weights) hold.
 
 References are backticked spans: ``icdmin.module.name`` (resolved with importlib + getattr, so a function that
-shadows its module, like ``icdmin.energy.energy``, still resolves) and ``tests/test_x.py::test_name`` or
+shadows its module, like ``icdmin.dam.energy``, still resolves) and ``tests/test_x.py::test_name`` or
 ``tests/test_x.py::TestClass::test_name`` (found in the AST of the test file, never imported).
 
 Tolerances: the Monte-Carlo slope of Theorem 3.1 is -1 (squared deviation ~ 1/L); its spread over seeds is about
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icdmin.attention import attention
+from icdmin.layer import attention
 from icdmin.baselines import linear_attention_estimator, softmax_attention_estimator
 from icdmin.bayes import posterior_mean_sphere
 from icdmin.tasks import LinearTask, SphereTask
@@ -130,10 +130,10 @@ def test_index_covers_every_equation_with_a_function_and_a_test():
 def test_resolver_and_parser_reject_what_does_not_exist(tmp_path):
     """The checks above must be able to fail: unknown names and tests are reported, shadowing names resolve."""
     with pytest.raises(AttributeError):
-        resolve("icdmin.energy.no_such_function")
+        resolve("icdmin.dam.no_such_function")
     with pytest.raises(ModuleNotFoundError):
         resolve("icdmin_no_such_package.f")
-    assert callable(resolve("icdmin.energy.energy")) and callable(resolve("icdmin.attention.attention"))
+    assert callable(resolve("icdmin.dam.energy")) and callable(resolve("icdmin.layer.attention"))
     f = tmp_path / "test_x.py"
     f.write_text("def test_a():\n    pass\n\nclass TestB:\n    def test_c(self):\n        pass\n\n"
                  "def helper():\n    def test_nested():\n        pass\n")

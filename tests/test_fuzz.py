@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import icdmin
-from icdmin.attention import attention_backward, attention_forward, backend_for, mse_backward, mse_forward
+from icdmin.layer import attention_backward, attention_forward, backend_for, mse_backward, mse_forward
 from icdmin.bayes import check_weights
 from icdmin.gaussian_attention import gaussian_backward, gaussian_forward
 from icdmin.gradcheck import check_all, complex_step_error, directional_error, main

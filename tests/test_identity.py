@@ -2,15 +2,15 @@
 
 descent_step(x̃, X, α, β) = α X softmax(β Xᵀ x̃) = attention(X, x̃, βI, αI, "softmax"), and one step on the
 linear-attention energy (App. I.1) equals linear attention with αβ = γ (Eq. 10). Two independent code paths
-(energy.py and attention.py / its kernels); float64 agreement to 1e-12 relative to the output's scale.
+(dam.py and layer.py / its kernels); float64 agreement to 1e-12 relative to the output's scale.
 """
 
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icdmin.attention import attention
-from icdmin.energy import descent_step, linear_descent_step
+from icdmin.layer import attention
+from icdmin.dam import descent_step, linear_descent_step
 
 from strategies import dims, finite_floats, seeds
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from strategies import attention_problem, dims, finite_floats, seeds
 
 from icdmin import _kernels
-from icdmin.attention import (
+from icdmin.layer import (
     KINDS,
     _loss_and_grads_unchecked,
     attention_forward,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import icdmin.retrieval as retrieval
 from conftest import size
-from icdmin.energy import descent_step, energy, energy_grad, energy_hessian, update_jacobian
+from icdmin.dam import descent_step, energy, energy_grad, energy_hessian, update_jacobian
 from icdmin.retrieval import (
     circle_trajectories,
     energy_along_step,

@@ -18,7 +18,7 @@ import pytest
 from strategies import attention_problem
 
 from icdmin import _kernels
-from icdmin.attention import loss_and_grads
+from icdmin.layer import loss_and_grads
 
 
 def _problem():

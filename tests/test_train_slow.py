@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from conftest import FULL, size
 
-from icdmin.attention import attention
+from icdmin.layer import attention
 from icdmin.bayes import linear_risk, optimal_linear_gamma
 from icdmin.tasks import GMMTask, LinearTask, SphereTask
-from icdmin.train import mean_abs_offdiagonal, train
+from icdmin.training import mean_abs_offdiagonal, train
 
 pytestmark = pytest.mark.slow
 

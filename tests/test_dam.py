@@ -1,4 +1,4 @@
-"""Tests of icdmin.energy: the DAM energy (Eq. 16), its derivatives, descent (Eq. 17), the linear energy
+"""Tests of icdmin.dam: the DAM energy (Eq. 16), its derivatives, descent (Eq. 17), the linear energy
 (App. I.1) and the gradient-flow condition (A.18-A.19).
 
 Tolerances: complex step 1e-8 relative (the step is exact up to rounding of the cancelling terms,
@@ -13,7 +13,7 @@ import scipy.special
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icdmin.energy import (
+from icdmin.dam import (
     descend,
     lse,
     softmax,

@@ -1,4 +1,4 @@
-"""Tests of icdmin.attention (and gaussian_attention): forward against an independent per-prompt loop, manual
+"""Tests of icdmin.layer (and gaussian_attention): forward against an independent per-prompt loop, manual
 gradients against numerical ones, invariances and input validation.
 
 Tolerances: algebraic identities 1e-12 relative to the output scale; complex step 1e-8 relative to
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import attention_problem, dims, finite_floats, seeds
 
-from icdmin.attention import (
+from icdmin.layer import (
     KINDS,
     AttentionCache,
     attention,
@@ -23,7 +23,7 @@ from icdmin.attention import (
     loss_and_grads_identity,
     loss_and_grads_numpy,
 )
-from icdmin.energy import lse
+from icdmin.dam import lse
 from icdmin.gaussian_attention import attention_gaussian, loss_and_grads_gaussian
 from icdmin.gradcheck import complex_step_error, directional_error
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .attention import _loss_and_grads_numpy, _loss_and_grads_unchecked, attention, attention_forward
+from .layer import _loss_and_grads_numpy, _loss_and_grads_unchecked, attention, attention_forward
 from ._arrays import mse
 from .optim import _adam_update, _sgd_update, step_schedule
 from .prompts import Prompts
@@ -81,7 +81,7 @@ def _predict(X, x_tilde, params, model: str, kind: str, compressed: bool) -> np.
 
 
 def _loss_and_grads(X, x_tilde, x, params, model: str, kind: str, compressed: bool, index=None):
-    """Mini-batch MSE and its gradients w.r.t. the parameters (:func:`icdmin.attention.loss_and_grads`).
+    """Mini-batch MSE and its gradients w.r.t. the parameters (:func:`icdmin.layer.loss_and_grads`).
 
     Full model: (dW_KQ, dW_PV). Identity model W_KQ = beta I, W_PV = alpha I: (dbeta, dalpha) = (tr dW_KQ,
     tr dW_PV) by the chain rule. The caller guarantees C-contiguous finite arrays of one dtype (no per-call checks).
