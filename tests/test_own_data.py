@@ -28,7 +28,7 @@ from icdmin import (
     step_schedule,
     train,
 )
-from test_train import ReplayTask
+from test_training import ReplayTask
 
 
 def _arrays(seed, B=24, n=4, L=10):
