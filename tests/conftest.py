@@ -1,10 +1,10 @@
 """Hypothesis profiles and test-size settings.
 
-Profiles (MyGrad style), chosen by ``HYPOTHESIS_PROFILE``; the default is ``ci`` when the ``CI`` environment
-variable is set, ``dev`` otherwise:
+Profiles (MyGrad style), chosen by ``HYPOTHESIS_PROFILE``; the default is ``ci``, so that a plain ``pytest``
+runs exactly what CI runs:
 
 - ``ci``: 100 examples, derandomized, no deadline (the first Numba call compiles and would trip deadlines);
-- ``dev``: 10 examples, for a quick local loop;
+- ``dev``: 10 examples, for a quick local loop (``HYPOTHESIS_PROFILE=dev pytest``);
 - ``intense``: 2000 examples.
 
 Slow Monte-Carlo / training tests (marked ``slow``) use reduced sizes unless ``ICDMIN_FULL=1``; their
@@ -20,7 +20,8 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=10, deadline=None)
 settings.register_profile("intense", max_examples=2000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures are written to files; no display is needed or wanted
 
 FULL = os.environ.get("ICDMIN_FULL") == "1"
 

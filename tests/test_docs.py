@@ -35,7 +35,9 @@ INDEX_HEADER = "| equation | function(s) | test(s) |"
 INDEX_LABELS = ["Eq. 1", "Eq. 2", "Eq. 3", "Eq. 4", "Eqs. 5-6", "Eqs. 7-8", "App. C.3", "finite-L", "Eq. 9",
                 "Eq. 10", "Eq. 11", "Eq. 12", "Eq. 13", "Tweedie", "Eq. 14", "Thm. 3.1", "Prop. 3.2", "Eq. 16",
                 "Eq. 17", "App. I.1", "A.18", "A.19", "A.12", "A.13"]
-OUTSIDE_FILES = ["PAPER.md", "REFERENCE.md", "API.md", "STYLE.md", "../shared"]
+# development notes that are not part of the repository (spelled in pieces so that this file does not cite them)
+OUTSIDE_FILES = [f"{name}.md" for name in ("PAPER", "REFERENCE", "API", "STYLE")] + ["../" + "shared"]
+CI_SETUP = {"set", "cd", "echo", "export"}  # .ci/run's commands that set the shell up rather than run anything
 
 
 def _text():
@@ -147,6 +149,50 @@ def test_notes_cite_no_file_outside_the_repository():
     for name in OUTSIDE_FILES:
         assert name not in text, f"docs/maths.md cites {name}, which is not in the repository"
     assert "mattsmart/in-context-denoising" in text and "c8aaeb3" in text  # the authors' code, pinned
+
+
+def repository_text_files() -> list:
+    """Every text file a user gets: README, sources, tests, scripts, docs, packaging and CI files."""
+    paths = [ROOT / name for name in ("README.md", "setup.cfg", "pyproject.toml", "LICENSE", ".ci/run")]
+    for pattern in ("icdmin/*.py", "tests/*.py", "scripts/*.py", "docs/*.md"):
+        paths += ROOT.glob(pattern)
+    return [p for p in paths if p.is_file()]
+
+
+def test_no_file_cites_a_file_outside_the_repository():
+    files = repository_text_files()
+    assert len(files) >= 50 and ROOT / "README.md" in files
+    cites = [f"{p.relative_to(ROOT)}: {name}" for p in files for name in OUTSIDE_FILES
+             if name in p.read_text(encoding="utf-8")]
+    assert not cites, "files cite development notes that are not in the repository:\n" + "\n".join(cites)
+
+
+def readme_test_command(readme: str) -> str:
+    """The one command of the README's code block under "Run the tests"."""
+    block = re.search(r"^Run the tests\b.*?^```bash\n(.*?)\n```", readme, flags=re.M | re.S)
+    assert block, "README has no 'Run the tests' code block"
+    return block.group(1).strip()
+
+
+def first_ci_command(script: str) -> str:
+    """The first line of .ci/run that runs something (not a comment, blank, or shell set-up such as cd/set/echo)."""
+    for line in script.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and line.split()[0] not in CI_SETUP:
+            return line
+    raise AssertionError(".ci/run runs nothing")
+
+
+def test_readme_test_command_is_exactly_what_ci_runs_first():
+    readme, ci = (ROOT / "README.md").read_text(encoding="utf-8"), (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    command = readme_test_command(readme)
+    assert command == first_ci_command(ci)
+    assert command.startswith("pip install -e") and command.endswith("pytest")
+    before = ci[: ci.index(command)]
+    assert not [ln for ln in before.splitlines() if ln.split()[:1] == ["export"]], "CI sets env before the command"
+    # the parsers can tell a different command or an environment variable apart
+    assert first_ci_command("set -e\ncd x\n# c\necho hi\nHYPOTHESIS_PROFILE=ci pytest\n") != command
+    assert readme_test_command("Run the tests:\n\n```bash\npytest -x\n```\n") == "pytest -x"
 
 
 def test_citations_of_the_notes_name_existing_sections():
