@@ -75,10 +75,8 @@ from .layer import (
     attention_backward,
     attention_forward,
     attention_weights,
-    loss_and_grads,
-    loss_and_grads_identity,
-    loss_and_grads_numpy,
 )
+from .loss import loss_and_grads, loss_and_grads_identity, loss_and_grads_numpy
 from .gaussian_attention import attention_gaussian, loss_and_grads_gaussian
 
 

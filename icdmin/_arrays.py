@@ -4,6 +4,9 @@ Every public function of icdmin validates its arguments here, so that bad input 
 ``ValueError`` / ``TypeError`` that names the argument, instead of a NumPy traceback from deep inside,
 a silent NaN or a wrong shape.
 
+A package-internal module: its public names are for the other modules of icdmin (never a ``_name`` across
+modules); the package's own namespace re-exports only :func:`mse` (and :mod:`icdmin.dam` ``lse``, ``softmax``).
+
 Legend: ``B`` batch, ``n`` ambient dimension, ``L`` context length (clean tokens only).
 """
 
@@ -27,6 +30,9 @@ __all__ = [
     "mse",
     "lse",
     "softmax",
+    "lse_unchecked",
+    "softmax_unchecked",
+    "softmax_inplace",
 ]
 
 
@@ -216,7 +222,8 @@ def mse(pred, target) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the stable log-sum-exp and softmax used everywhere (re-exported by icdmin.energy)
+# the stable log-sum-exp and softmax used everywhere (lse, softmax re-exported by icdmin.dam); the *_unchecked and
+# in-place variants skip validation, for package modules that pass arrays they have already checked
 
 
 def _check_logits(z, axis):
@@ -244,11 +251,11 @@ def lse(z, axis: int = -1):
     The shift uses ``max(z.real)`` and is held constant, so complex-step derivatives pass through
     exactly. Shapes: z (..., L) -> (...) for the given axis.
     """
-    return _lse(*_check_logits(z, axis))
+    return lse_unchecked(*_check_logits(z, axis))
 
 
-def _lse(z, axis: int = -1):
-    """:func:`lse` without validation (internal callers pass finite float arrays)."""
+def lse_unchecked(z, axis: int = -1):
+    """:func:`lse` without validation (internal callers pass finite float arrays). Shapes: (..., L) -> (...)."""
     m = np.max(z.real, axis=axis, keepdims=True)  # (..., 1)
     e = _shifted(z, m)  # (..., L)  z − max, a fresh float array
     out = m + np.log(np.sum(np.exp(e, out=e), axis=axis, keepdims=True))  # (..., 1)
@@ -262,10 +269,10 @@ def softmax(z, axis: int = -1):
     Shapes: z (..., L) -> (..., L), a fresh array. Complex input is supported for complex-step checks.
     """
     z, axis = _check_logits(z, axis)
-    return _softmax_inplace(z.copy(), axis)
+    return softmax_inplace(z.copy(), axis)
 
 
-def _softmax_inplace(e, axis: int = -1):
+def softmax_inplace(e, axis: int = -1):
     """Overwrite the float (or complex) array ``e`` with its softmax along ``axis`` (the max-shifted formula of
     :func:`softmax`, without large temporaries or validation). Shapes: (..., L) -> (..., L)."""
     e -= np.max(e.real, axis=axis, keepdims=True)
@@ -274,10 +281,11 @@ def _softmax_inplace(e, axis: int = -1):
     return e
 
 
-def _softmax(z, axis: int = -1):
-    """:func:`softmax` without validation, on a fresh array (internal callers pass finite or -inf logits)."""
+def softmax_unchecked(z, axis: int = -1):
+    """:func:`softmax` without validation, on a fresh array (internal callers pass finite or -inf logits).
+    Shapes: (..., L) -> (..., L)."""
     e = z.astype(np.float64) if z.dtype.kind not in "fc" else z.copy()  # (..., L)
-    return _softmax_inplace(e, axis)
+    return softmax_inplace(e, axis)
 
 
 def _shifted(z, m):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import as_float_array, check_context, check_positive
-from .bayes import _ive_ratio
+from .bessel import ive_ratio
 from .dam import softmax
 
 __all__ = [
@@ -164,7 +164,7 @@ def sphere_projection_estimator(X, x_tilde, sigma2_z, *, bessel="paper", eig_tol
     else:
         d_hat = k - 1.0
         nu = (d_hat + 1.0) / 2.0 if bessel == "paper" else d_hat - 0.5
-        A = _ive_ratio(nu, R_hat * r / sz)  # (B,)
+        A = ive_ratio(nu, R_hat * r / sz)  # (B,)
     factor = np.zeros(r.shape)
     np.divide(A * R_hat, r, out=factor, where=r > 0)  # p = 0 -> output 0
     scaled = c * factor[:, None].astype(c.dtype, copy=False)  # (B, n)

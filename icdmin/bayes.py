@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import _softmax, as_float_array, check_context, check_int, check_positive, check_real, check_rng
-from ._arrays import finite_output
-from .bessel import _ive_ratio, bessel_ratio  # noqa: F401  (re-exported: the sphere oracle's shrink factor, Eq. 6)
+from ._arrays import as_float_array, check_context, check_int, check_positive, check_real, check_rng, finite_output
+from ._arrays import softmax_unchecked
+from .bessel import bessel_ratio, ive_ratio  # noqa: F401  (bessel_ratio re-exported: the shrink factor, Eq. 6)
 
 __all__ = [
     "bessel_ratio",
@@ -83,7 +83,7 @@ def posterior_mean_sphere(x_tilde, basis, R, sigma2_z):
     d = V.shape[2] - 1
     c = np.einsum("bnk,bn->bk", V, q)  # (B, d+1) coordinates of x̃_∥
     r = np.sqrt(np.einsum("bk,bk->b", c, c))  # (B,) ||x̃_∥||
-    A = _ive_ratio((d + 1) / 2.0, R * r / sigma2_z)  # (B,)
+    A = ive_ratio((d + 1) / 2.0, R * r / sigma2_z)  # (B,)
     pos = r > 0
     factor = np.full(r.shape, R * R / (sigma2_z * (d + 1)))  # the r -> 0 limit
     factor[pos] = R * A[pos] / r[pos]
@@ -143,7 +143,7 @@ def posterior_mean_gmm(x_tilde, centers, sigma2_0, sigma2_z, weights=None):
     v = s0 + sz
     logw = _log_weights(weights, M.shape[2], M.shape[0])  # (B|1, K)
     logits = (np.einsum("bnk,bn->bk", M, q) - 0.5 * np.einsum("bnk,bnk->bk", M, M)) / v + logw  # (B, K)
-    p = _softmax(logits, axis=-1)  # (B, K)
+    p = softmax_unchecked(logits, axis=-1)  # (B, K)
     out = (s0 / v) * q + (sz / v) * np.einsum("bnk,bk->bn", M, p)  # (B, n)
     out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out
@@ -179,7 +179,7 @@ def posterior_mean_gmm_general(x_tilde, centers, sigma2_components, sigma2_z, we
     v = s2 + sz  # (B|1, K) marginal variance of component a
     diff = q[:, :, None] - M  # (B, n, K)
     logits = _log_weights(weights, K, B) - 0.5 * n * np.log(v) - np.einsum("bnk,bnk->bk", diff, diff) / (2 * v)
-    p = _softmax(logits, axis=-1)  # (B, K)
+    p = softmax_unchecked(logits, axis=-1)  # (B, K)
     out = q * np.sum(p * s2 / v, axis=1, keepdims=True) + np.einsum("bnk,bk->bn", M, p * sz / v)
     out = out.astype(q.dtype, copy=False)  # float32 in, float32 out
     return out[0] if single else out

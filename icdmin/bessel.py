@@ -1,7 +1,8 @@
 """The sphere oracle's shrink factor A_d(κ) = I_{(d+1)/2}(κ) / I_{(d-1)/2}(κ) (paper Eq. 6), stable for every κ.
 
-Used by :func:`icdmin.bayes.posterior_mean_sphere` (which re-exports :func:`bessel_ratio`) and by the sphere
-projection baselines. ``ive`` is SciPy's exponentially scaled modified Bessel function I_ν(κ) e^{-κ}.
+Used by :func:`icdmin.bayes.posterior_mean_sphere` (which re-exports :func:`bessel_ratio`) and, through
+:func:`ive_ratio` (the ratio for any order ν, unvalidated), by the sphere projection baselines.
+``ive`` is SciPy's exponentially scaled modified Bessel function I_ν(κ) e^{-κ}.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from scipy.special import ive
 
 from ._arrays import as_float_array, finite_output
 
-__all__ = ["bessel_ratio"]
+__all__ = ["bessel_ratio", "ive_ratio"]
 
 _CF_TERMS = 40  # continued-fraction depth: each level shrinks the error of the Amos start by r² <= 0.4 where used
 _HANKEL_KAPPA = 1e7  # above this (and 100 ν²) the Hankel expansion replaces ive, which fails past ~1e9
@@ -30,7 +31,7 @@ def _hankel_ive(nu, x, terms: int = 8):
     return total
 
 
-def _ive_ratio(nu, kappa):
+def ive_ratio(nu, kappa):
     """I_ν(κ) / I_{ν-1}(κ) for ν >= 1/2, stable for κ from 0 to 1e300 and ν up to ~1e4; scalars or arrays.
 
     Three branches: (1) 1 <= κ < max(1e7, 100ν²): ``ive(ν, κ)/ive(ν-1, κ)`` (the e^{-κ} scalings cancel);
@@ -101,5 +102,5 @@ def bessel_ratio(d, kappa):
         np.broadcast_shapes(d_arr.shape, k.shape)
     except ValueError as exc:
         raise ValueError(f"d of shape {d_arr.shape} and kappa of shape {k.shape} do not broadcast") from exc
-    out = _ive_ratio((d_arr + 1) / 2.0, k)
+    out = ive_ratio((d_arr + 1) / 2.0, k)
     return float(out) if out.ndim == 0 else out

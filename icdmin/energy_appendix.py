@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import _softmax_inplace, as_float_array, check_positive, finite_output
-from .dam import _out, _per_state, _readout, _scores, _softmax_covariance, _states
+from ._arrays import as_float_array, check_positive, finite_output, softmax_inplace
+from ._memory import check_states, drop_batch, per_state, readout, scores, softmax_covariance
 
 __all__ = ["linear_energy", "linear_energy_grad", "linear_descent_step", "update_jacobian", "is_gradient_flow"]
 
@@ -23,7 +23,7 @@ __all__ = ["linear_energy", "linear_energy_grad", "linear_descent_step", "update
 
 def _second_moment_times(s2, X, shared):
     """(1/L) Σ_t X_t ⟨X_t, s⟩ per state. Shapes: (B, n) -> (B, n)."""
-    return _readout(_scores(s2, X, shared), X, shared) / X.shape[-1]
+    return readout(scores(s2, X, shared), X, shared) / X.shape[-1]
 
 
 @finite_output("s", "X", "gamma")
@@ -35,14 +35,14 @@ def linear_energy(s, X, gamma):
     Shapes: s (n,) | (B, n); X (n, L) | (B, n, L) -> float | (B,).
     """
     gamma = check_positive("gamma", gamma)
-    s2, X, shared, single = _states(s, X)
+    s2, X, shared, single = check_states(s, X)
     L = X.shape[-1]
 
     def chunk(s2, X):
-        z = _scores(s2, X, shared)  # (b, L)
+        z = scores(s2, X, shared)  # (b, L)
         return np.sum(s2 * s2, axis=-1) / (2 * gamma) - np.sum(z * z, axis=-1) / (2 * L)  # (b,)
 
-    e = _per_state(chunk, s2, X, shared, temp_per_state=2 * L)
+    e = per_state(chunk, s2, X, shared, temp_per_state=2 * L)
     return e[0] if single else e
 
 
@@ -53,9 +53,9 @@ def linear_energy_grad(s, X, gamma):
     Shapes: s (n,) | (B, n); X (n, L) | (B, n, L) -> same as s.
     """
     gamma = check_positive("gamma", gamma)
-    s2, X, shared, single = _states(s, X)
-    g = _per_state(lambda s2, X: s2 / gamma - _second_moment_times(s2, X, shared), s2, X, shared, s2.shape[1:])
-    return _out(g, single)
+    s2, X, shared, single = check_states(s, X)
+    g = per_state(lambda s2, X: s2 / gamma - _second_moment_times(s2, X, shared), s2, X, shared, s2.shape[1:])
+    return drop_batch(g, single)
 
 
 @finite_output("s", "X", "gamma", "step")
@@ -68,10 +68,10 @@ def linear_descent_step(s, X, gamma, step=None):
     """
     gamma = check_positive("gamma", gamma)
     step = gamma if step is None else check_positive("step", step)
-    s2, X, shared, single = _states(s, X)
-    out = _per_state(lambda s2, X: (1 - step / gamma) * s2 + step * _second_moment_times(s2, X, shared),
+    s2, X, shared, single = check_states(s, X)
+    out = per_state(lambda s2, X: (1 - step / gamma) * s2 + step * _second_moment_times(s2, X, shared),
                      s2, X, shared, s2.shape[1:])
-    return _out(out, single)
+    return drop_batch(out, single)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -93,15 +93,15 @@ def update_jacobian(s, X, W_KQ, W_PV):
 
     Shapes: s (n,) | (B, n); X (n, L) | (B, n, L); W_KQ, W_PV (n, n) -> (n, n) | (B, n, n).
     """
-    s2, X, shared, single = _states(s, X)
+    s2, X, shared, single = check_states(s, X)
     n = s2.shape[1]
     W_KQ, W_PV = _weights("W_KQ", W_KQ, n), _weights("W_PV", W_PV, n)
 
     def chunk(s2, X):
-        g = _softmax_inplace(_scores(s2 @ W_KQ.T, X, shared))  # (b, L)
-        return W_PV @ _softmax_covariance(g, X, shared) @ W_KQ  # (b, n, n)  W_PV X (diag g − g gᵀ) Xᵀ W_KQ
+        g = softmax_inplace(scores(s2 @ W_KQ.T, X, shared))  # (b, L)
+        return W_PV @ softmax_covariance(g, X, shared) @ W_KQ  # (b, n, n)  W_PV X (diag g − g gᵀ) Xᵀ W_KQ
 
-    return _out(_per_state(chunk, s2, X, shared, (n, n)), single)
+    return drop_batch(per_state(chunk, s2, X, shared, (n, n)), single)
 
 
 def is_gradient_flow(W_KQ, W_PV, X, s, *, rtol=1e-10) -> bool:

@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import _softmax_inplace, as_float_array, check_context, finite_output
-from .layer import _check_dout, _mse_backward, _mse_forward
+from ._arrays import as_float_array, check_context, finite_output, softmax_inplace
+from .layer import check_dout
+from .loss import mse_backward_unchecked, mse_forward_unchecked
 
 __all__ = [
     "GaussianCache",
@@ -45,7 +46,7 @@ def _forward(X, x_tilde, W_K, W_Q, W_PV):
     query = x_tilde @ W_Q.T  # (B, m)     W_Q x̃
     diff = keys - query[:, :, None]  # (B, m, L)  W_K X_t − W_Q x̃
     z = -0.5 * np.sum(diff * diff, axis=1)  # (B, L)     −½‖W_K X_t − W_Q x̃‖²
-    a = _softmax_inplace(z)  # (B, L)
+    a = softmax_inplace(z)  # (B, L)
     u = np.einsum("bil,bl->bi", X, a)  # (B, n)     X a
     out = u @ W_PV.T  # (B, n)     W_PV X a
     return out, GaussianCache(X, x_tilde, W_PV, diff, a, u)
@@ -101,7 +102,7 @@ def gaussian_backward(dout, cache):
     """
     if not isinstance(cache, GaussianCache):
         raise TypeError(f"cache must be the GaussianCache returned by gaussian_forward, got {type(cache).__name__}")
-    return _backward(_check_dout(dout, cache.x_tilde.shape), cache)
+    return _backward(check_dout(dout, cache.x_tilde.shape), cache)
 
 
 def _prepare(X, x_tilde, W_K, W_Q, W_PV):
@@ -141,6 +142,6 @@ def loss_and_grads_gaussian(X, x_tilde, x, W_K, W_Q, W_PV):
         raise ValueError(f"x must have the shape of x_tilde, got {np.shape(x)} and {np.shape(x_tilde)}")
     with np.errstate(all="ignore"):
         out, cache = _forward(X3, q2, W_K, W_Q, W_PV)  # (B, n)
-        loss, diff = _mse_forward(out, x2)
-        grads = _backward(_mse_backward(diff), cache)
+        loss, diff = mse_forward_unchecked(out, x2)
+        grads = _backward(mse_backward_unchecked(diff), cache)
     return _finite("loss_and_grads_gaussian", (loss, *grads), "X, x_tilde, x, W_K, W_Q or W_PV")

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from ._arrays import as_float_array, check_callable, check_int, check_positive, check_rng, finite_output
-from .layer import KINDS, _kernels, loss_and_grads, loss_and_grads_identity, loss_and_grads_numpy
+from .layer import KINDS
+from .loss import loss_and_grads, loss_and_grads_identity, loss_and_grads_numpy
 from .gaussian_attention import loss_and_grads_gaussian
 
 __all__ = ["directional_error", "complex_step_error", "check_all", "main", "TOLERANCES"]

@@ -1,4 +1,4 @@
-"""One-layer attention by hand: forward, manual backward and the MSE loss (paper §3, Eqs. 11, 12, 14).
+"""One-layer attention by hand: forward and manual backward (paper §3, Eqs. 11, 12, 14).
 
 This file is the readable NumPy *specification*; ``_kernels.py`` holds fused Numba loops that must match it
 (rtol 1e-10 in float64). Every forward returns ``(out, cache)`` and every backward takes ``(dout, cache)`` (llm.c
@@ -15,6 +15,10 @@ Kinds (q' = W_KQ x̃, scores z_t over the L context tokens, output W_PV X a):
   (paper §3.2, Eq. 14).
   Separate W_K, W_Q: :mod:`icdmin.gaussian_attention`.
 
+The MSE loss (Eq. 9) and its gradients, ``loss_and_grads`` and friends, live in :mod:`icdmin.loss` and are
+re-exported here. The ``*_unchecked`` functions and the ``check_*`` helpers are the building blocks on validated
+batched arrays that :mod:`icdmin.loss`, :mod:`icdmin.gaussian_attention` and :mod:`icdmin.training` share.
+
 Legend: ``B`` batch, ``n`` token dimension, ``L`` context length (clean tokens only).
 """
 
@@ -25,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels
-from ._arrays import _softmax_inplace, as_float_array, check_context, check_real, finite_output
+from ._arrays import as_float_array, check_context, finite_output, softmax_inplace
 
 __all__ = [
     "KINDS",
@@ -39,7 +43,13 @@ __all__ = [
     "loss_and_grads",
     "loss_and_grads_numpy",
     "loss_and_grads_identity",
+    "loss_and_grads_unchecked",
     "backend_for",
+    "check_attention_inputs",
+    "check_dout",
+    "forward_unchecked",
+    "backward_unchecked",
+    "raise_non_finite",
 ]
 
 KINDS = ("linear", "softmax", "gaussian")
@@ -64,11 +74,14 @@ def _weights(X, qk, W_KQ, kind):
         return z / X.shape[2]  # (B, L)     Eq. 11: weights X_tᵀ W_KQ x̃ / L
     if kind == "gaussian":  # tied W_K = W_Q
         z -= 0.5 * np.einsum("bil,ij,bjl->bl", X, W_KQ, X)  # (B, L)  − ½ X_tᵀ W_KQ X_t
-    return _softmax_inplace(z)  # (B, L)     Eqs. 12, 14: softmax over the L context tokens
+    return softmax_inplace(z)  # (B, L)     Eqs. 12, 14: softmax over the L context tokens
 
 
-def _forward(X, x_tilde, W_KQ, W_PV, kind):
-    """:func:`attention_forward` on validated batched arrays (the training loop's NumPy path)."""
+def forward_unchecked(X, x_tilde, W_KQ, W_PV, kind):
+    """:func:`attention_forward` on validated batched arrays (the training loop's NumPy path), no checks.
+
+    Shapes: X (B, n, L), x_tilde (B, n), W_KQ, W_PV (n, n) -> out (B, n), :class:`AttentionCache`.
+    """
     qk = x_tilde @ W_KQ.T  # (B, n)     q' = W_KQ x̃
     a = _weights(X, qk, W_KQ, kind)  # (B, L)
     u = np.einsum("bil,bl->bi", X, a)  # (B, n)     u = X a
@@ -84,11 +97,11 @@ def attention_forward(X, x_tilde, W_KQ, W_PV, kind="softmax"):
 
     Shapes: X (n, L), x_tilde (n,) -> out (n,); X (B, n, L), x_tilde (B, n) -> out (B, n); W_KQ, W_PV (n, n).
     """
-    X3, q2, _, W_KQ, W_PV, kind, single = _prepare(X, x_tilde, None, W_KQ, W_PV, kind)
+    X3, q2, _, W_KQ, W_PV, kind, single = check_attention_inputs(X, x_tilde, None, W_KQ, W_PV, kind)
     with np.errstate(all="ignore"):
-        out, cache = _forward(X3, q2, W_KQ, W_PV, kind)
+        out, cache = forward_unchecked(X3, q2, W_KQ, W_PV, kind)
     if not np.all(np.isfinite(out)):
-        _non_finite("attention_forward", X3)
+        raise_non_finite("attention_forward", X3)
     return (out[0] if single else out), cache
 
 
@@ -100,11 +113,11 @@ def attention_weights(X, x_tilde, W_KQ, kind="softmax"):
 
     Shapes: X (n, L), x_tilde (n,) -> (L,); X (B, n, L), x_tilde (B, n) -> (B, L); W_KQ (n, n).
     """
-    X3, q2, _, W_KQ, _, kind, single = _prepare(X, x_tilde, None, W_KQ, None, kind)
+    X3, q2, _, W_KQ, _, kind, single = check_attention_inputs(X, x_tilde, None, W_KQ, None, kind)
     with np.errstate(all="ignore"):
         a = _weights(X3, q2 @ W_KQ.T, W_KQ, kind)  # (B, L)
     if not np.all(np.isfinite(a)):
-        _non_finite("attention_weights", X3)
+        raise_non_finite("attention_weights", X3)
     return a[0] if single else a
 
 
@@ -117,10 +130,10 @@ def attention_backward(dout, cache):
     """
     if not isinstance(cache, AttentionCache):
         raise TypeError(f"cache must be the AttentionCache returned by attention_forward, got {type(cache).__name__}")
-    return _backward(_check_dout(dout, cache.x_tilde.shape), cache)
+    return backward_unchecked(check_dout(dout, cache.x_tilde.shape), cache)
 
 
-def _check_dout(dout, shape):
+def check_dout(dout, shape):
     """dloss/dout as a (B, n) array for a forward pass over ``shape = (B, n)`` (a single prompt may pass (n,))."""
     dout = as_float_array("dout", dout, ndim=(1, 2), complex_ok=True)
     B, n = shape
@@ -129,8 +142,11 @@ def _check_dout(dout, shape):
     return dout.reshape(B, n)
 
 
-def _backward(dout, cache: AttentionCache):
-    """:func:`attention_backward` on validated batched arrays."""
+def backward_unchecked(dout, cache: AttentionCache):
+    """:func:`attention_backward` on validated batched arrays, no checks.
+
+    Shapes: dout (B, n), cache from :func:`forward_unchecked` -> dW_KQ, dW_PV (n, n).
+    """
     kind, X, x_tilde, W_KQ, W_PV, a, u = cache
     L = X.shape[2]
     # out = u @ W_PV.T
@@ -154,74 +170,6 @@ def _backward(dout, cache: AttentionCache):
     return dW_KQ, dW_PV
 
 
-@finite_output("out", "x")
-def mse_forward(out, x):
-    """MSE over prompts and coordinates: mean over B·n of (out − x)². Shapes: out, x (B, n) | (n,) -> loss, out − x."""
-    out = as_float_array("out", out, ndim=(1, 2), complex_ok=True)
-    x = as_float_array("x", x, ndim=(1, 2), complex_ok=True)
-    if out.shape != x.shape or out.size == 0:
-        raise ValueError(f"out and x must have one non-empty shape, got {out.shape} and {x.shape}")
-    return _mse_forward(out, x)
-
-
-def _mse_forward(out, x):
-    diff = out - x  # (B, n)
-    return np.mean(diff * diff), diff
-
-
-@finite_output("diff")
-def mse_backward(diff):
-    """dloss/dout of :func:`mse_forward`. Shapes: diff (B, n) | (n,) -> dout, same shape."""
-    diff = as_float_array("diff", diff, ndim=(1, 2), complex_ok=True)
-    if diff.size == 0:
-        raise ValueError("diff must not be empty")
-    return _mse_backward(diff)
-
-
-def _mse_backward(diff):
-    # loss = mean(diff * diff)
-    return (2.0 / diff.size) * diff  # (B, n)
-
-
-def loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
-    """:func:`loss_and_grads` through the NumPy specification (parity tests, benchmarks, complex-step checks: complex
-    input stays complex). Shapes: as :func:`loss_and_grads`."""
-    if x is None:
-        raise TypeError("x must be the clean targets, an array like x_tilde, got None")
-    X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
-    with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
-        loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
-    if not (np.isfinite(loss) and np.all(np.isfinite(dW_KQ)) and np.all(np.isfinite(dW_PV))):
-        _non_finite("loss_and_grads_numpy", X3)
-    return loss, dW_KQ, dW_PV
-
-
-def _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind):
-    out, cache = _forward(X, x_tilde, W_KQ, W_PV, kind)  # (B, n)
-    loss, diff = _mse_forward(out, x)
-    dW_KQ, dW_PV = _backward(_mse_backward(diff), cache)
-    return loss, dW_KQ, dW_PV
-
-
-def _loss_and_grads_unchecked(X, x_tilde, x, W_KQ, W_PV, kind, index=None):
-    """Training-loop entry point: no validation, no conversion.
-
-    The caller guarantees batched C-contiguous arrays of one real dtype (float64 or float32), X (N, n, L),
-    x_tilde and x (N, n), W_KQ and W_PV (n, n), all finite, and ``kind`` in ``KINDS``. With ``index`` (an int64
-    array of prompt numbers in [0, N)) the batch is X[index], x_tilde[index], x[index], and the kernel reads those
-    prompts in place (a mini-batch loop then never copies contexts). Returns ``(loss, dW_KQ, dW_PV)`` with
-    ``loss`` a Python float.
-    """
-    if _kernels.JIT_ENABLED:
-        index = np.arange(X.shape[0]) if index is None else index
-        loss, dW_KQ, dW_PV = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], X, x_tilde, x, W_KQ, W_PV, index)
-        return float(loss), dW_KQ, dW_PV
-    if index is not None:
-        X, x_tilde, x = X[index], x_tilde[index], x[index]  # (B, n, L), (B, n), (B, n)
-    loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X, x_tilde, x, W_KQ, W_PV, kind)
-    return float(loss), dW_KQ, dW_PV
-
-
 def backend_for(X, kind="softmax") -> str:
     """``"numba"`` if :func:`loss_and_grads` / :func:`attention` run a fused kernel for this input, else ``"numpy"``.
 
@@ -232,31 +180,8 @@ def backend_for(X, kind="softmax") -> str:
     """
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    X = as_float_array("X", X, ndim=(2, 3), finite=False, complex_ok=True)  # ints become float64, as in _prepare
+    X = as_float_array("X", X, ndim=(2, 3), finite=False, complex_ok=True)  # ints become float64, as in check_attention_inputs
     return "numba" if _kernels.JIT_ENABLED and X.dtype in (np.float64, np.float32) else "numpy"
-
-
-def loss_and_grads(X, x_tilde, x, W_KQ, W_PV, kind="softmax"):
-    """MSE of the attention output against the clean targets, and its exact gradients (paper §3, Eqs. 11, 12, 14).
-
-    loss = mean over prompts and coordinates of (W_PV X a − x)²; a per ``kind`` (module docstring). X: clean
-    context tokens as columns; x_tilde: noisy queries; x: clean targets; W_KQ, W_PV: merged key-query and
-    projection-value weights; kind in ``KINDS``. Returns (loss, dW_KQ, dW_PV) as (float, (n, n), (n, n)).
-
-    Shapes: X (n, L) | (B, n, L), x_tilde and x (n,) | (B, n), W (n, n). Uses the fused Numba kernel when
-    :func:`backend_for` says so, the NumPy specification otherwise.
-    """
-    if x is None:
-        raise TypeError("x must be the clean targets, an array like x_tilde, got None")
-    X3, q2, x2, W_KQ, W_PV, kind, _ = _prepare(X, x_tilde, x, W_KQ, W_PV, kind)
-    with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
-        if backend_for(X3, kind) == "numba":
-            loss, dW_KQ, dW_PV = _loss_and_grads_unchecked(X3, q2, x2, W_KQ, W_PV, kind)
-        else:
-            loss, dW_KQ, dW_PV = _loss_and_grads_numpy(X3, q2, x2, W_KQ, W_PV, kind)
-    if not (np.isfinite(loss) and np.all(np.isfinite(dW_KQ)) and np.all(np.isfinite(dW_PV))):
-        _non_finite("loss_and_grads", X3)
-    return loss, dW_KQ, dW_PV
 
 
 def attention(X, x_tilde, W_KQ, W_PV, kind="softmax"):
@@ -268,49 +193,30 @@ def attention(X, x_tilde, W_KQ, W_PV, kind="softmax"):
     Shapes: X (n, L), x_tilde (n,) -> (n,); X (B, n, L), x_tilde (B, n) -> (B, n); W_KQ, W_PV (n, n).
     Large batches run the fused forward-only Numba kernel (see :func:`backend_for`).
     """
-    X3, q2, _, W_KQ, W_PV, kind, single = _prepare(X, x_tilde, None, W_KQ, W_PV, kind)
+    X3, q2, _, W_KQ, W_PV, kind, single = check_attention_inputs(X, x_tilde, None, W_KQ, W_PV, kind)
     with np.errstate(all="ignore"):  # a non-finite result is diagnosed below, naming the argument
         if backend_for(X3, kind) == "numba":
             out = _kernels.forward(_kernels.KIND_CODES[kind], X3, q2, W_KQ, W_PV)  # (B, n)
         else:
-            out, _ = _forward(X3, q2, W_KQ, W_PV, kind)  # (B, n)
+            out, _ = forward_unchecked(X3, q2, W_KQ, W_PV, kind)  # (B, n)
     if not np.all(np.isfinite(out)):
-        _non_finite("attention", X3)
+        raise_non_finite("attention", X3)
     return out[0] if single else out
 
 
-def loss_and_grads_identity(X, x_tilde, x, alpha, beta, kind="softmax"):
-    """MSE and its gradients in the scaled-identity parameterisation W_KQ = βI, W_PV = αI (paper §3.3).
-
-    By the chain rule dloss/dα = tr(dW_PV) and dloss/dβ = tr(dW_KQ) at W_KQ = βI, W_PV = αI.
-
-    Shapes: as :func:`loss_and_grads` -> (float, float, float).
-    """
-    alpha = check_real("alpha", alpha)
-    beta = check_real("beta", beta)
-    X3 = as_float_array("X", X, ndim=(2, 3), finite=False)  # real only (the traces below are real numbers)
-    as_float_array("x_tilde", x_tilde, ndim=(1, 2), finite=False)
-    as_float_array("x", x, ndim=(1, 2), finite=False)
-    eye = np.eye(X3.shape[-2], dtype=X3.dtype)
-    try:
-        loss, dW_KQ, dW_PV = loss_and_grads(X, x_tilde, x, beta * eye, alpha * eye, kind)
-    except ValueError as exc:
-        if "overflow" not in str(exc):
-            raise
-        raise ValueError("loss_and_grads_identity: non-finite result from finite inputs (overflow: reduce the scale "
-                         "of X, x_tilde, x, alpha or beta)") from exc
-    return loss, float(np.trace(dW_PV)), float(np.trace(dW_KQ))
-
-
-def _non_finite(where, X):
-    """After a non-finite result (small inputs were checked up front): name X if it holds NaN/inf, else overflow."""
+def raise_non_finite(where, X):
+    """After a non-finite result (small inputs were checked up front): raise ``ValueError`` naming X if it holds
+    NaN/inf, else reporting an overflow in ``where``. Shapes: X (B, n, L)."""
     as_float_array("X", X, finite=True, complex_ok=True)
     raise ValueError(f"{where}: non-finite result from finite inputs (overflow: reduce the scale of X, x_tilde, x, "
                      "W_KQ or W_PV)")
 
 
-def _prepare(X, x_tilde, x, W_KQ, W_PV, kind):
+def check_attention_inputs(X, x_tilde, x, W_KQ, W_PV, kind):
     """Validate and bring to batched, C-contiguous arrays of one dtype (``W_PV=None``, ``x=None``: not needed).
+
+    Shapes: X (n, L) | (B, n, L), x_tilde and x (n,) | (B, n), W (n, n) -> X3 (B, n, L), q2 (B, n), x2 (B, n) or
+    None, W_KQ, W_PV (n, n), kind, single (True for one prompt without a batch axis).
 
     Small arrays are checked for NaN/inf here; the context X (the only large one) only if the result is non-finite
     (any NaN/inf in X reaches the output), which keeps the per-call overhead O(n² + B n)."""
@@ -338,3 +244,19 @@ def _prepare(X, x_tilde, x, W_KQ, W_PV, kind):
         if arr is not None and not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf")
     return X3, q2, x2, W_KQ, W_PV, kind, single
+
+
+# the MSE loss and its gradients (Eq. 9) live in icdmin.loss, which builds on this module; they are re-exported here
+# on first use (so that either module may be imported first)
+_FROM_LOSS = {name: name for name in ("loss_and_grads", "loss_and_grads_identity", "loss_and_grads_numpy",
+                                      "loss_and_grads_unchecked", "mse_backward", "mse_forward")}
+_FROM_LOSS["_loss_and_grads_unchecked"] = "loss_and_grads_unchecked"  # the former name (tests/test_kernels.py)
+
+
+def __getattr__(name: str):
+    """``icdmin.layer.loss_and_grads`` and the other names of :mod:`icdmin.loss` listed in ``_FROM_LOSS``."""
+    if name in _FROM_LOSS:
+        from . import loss
+
+        return getattr(loss, _FROM_LOSS[name])
+    raise AttributeError(f"module 'icdmin.layer' has no attribute {name!r}")

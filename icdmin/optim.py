@@ -23,7 +23,7 @@ import numpy as np
 
 from ._arrays import as_float_array, check_int, check_positive, check_real
 
-__all__ = ["AdamState", "SGDState", "adam_step", "sgd_step", "step_schedule"]
+__all__ = ["AdamState", "SGDState", "adam_step", "adam_update", "sgd_step", "sgd_update", "step_schedule"]
 
 
 class SGDState(NamedTuple):
@@ -119,11 +119,13 @@ def sgd_step(params, grads, state: SGDState | None, *, lr: float, momentum: floa
     if state is not None:
         state = SGDState(_check_state_arrays("velocity", state.velocity, params))
     with np.errstate(all="ignore"):
-        return _finite_step("sgd_step", _sgd_update(params, grads, state, lr, momentum))
+        return _finite_step("sgd_step", sgd_update(params, grads, state, lr, momentum))
 
 
-def _sgd_update(params: tuple, grads: tuple, state: SGDState | None, lr, momentum):
-    """The unchecked arithmetic of :func:`sgd_step`."""
+def sgd_update(params: tuple, grads: tuple, state: SGDState | None, lr, momentum):
+    """The unchecked arithmetic of :func:`sgd_step`: no validation, no finiteness check (training loops validate
+    once, then call this). ``params``, ``grads``: tuples of arrays of matching shapes; ``state`` None at the first
+    step. Returns ``(new_params, SGDState)``."""
     if state is None:
         velocity = tuple(g.copy() for g in grads)  # torch: buf = clone(grad) at the first step
     else:
@@ -180,11 +182,13 @@ def adam_step(params, grads, state: AdamState | None, *, lr: float = 1e-2, betas
         if any(np.any(v < 0) for v in state.v):
             raise ValueError("state.v holds negative second moments")
     with np.errstate(all="ignore"):
-        return _finite_step("adam_step", _adam_update(params, grads, state, lr, beta1, beta2, eps))
+        return _finite_step("adam_step", adam_update(params, grads, state, lr, beta1, beta2, eps))
 
 
-def _adam_update(params: tuple, grads: tuple, state: AdamState | None, lr, beta1, beta2, eps):
-    """The unchecked arithmetic of :func:`adam_step` (training loops validate once, then call this)."""
+def adam_update(params: tuple, grads: tuple, state: AdamState | None, lr, beta1, beta2, eps):
+    """The unchecked arithmetic of :func:`adam_step` (training loops validate once, then call this): no validation,
+    no finiteness check. ``params``, ``grads``: tuples of arrays of matching shapes; ``state`` None at the first
+    step. Returns ``(new_params, AdamState)``."""
     if state is None:
         step, m_old, v_old = 0, tuple(np.zeros_like(p) for p in params), tuple(np.zeros_like(p) for p in params)
     else:

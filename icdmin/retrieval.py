@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import _lse, as_float_array, check_int, check_positive, check_rng, finite_output
-from .dam import MAX_STEPS, _per_state, _scores, _states, descend, descent_step, energy, energy_grad
+from ._arrays import as_float_array, check_int, check_positive, check_rng, finite_output, lse_unchecked
+from ._memory import check_states, per_state, scores
+from .dam import MAX_STEPS, descend, descent_step, energy, energy_grad
 
 __all__ = ["retrieval_comparison", "format_retrieval_table", "energy_landscape", "circle_trajectories",
            "energy_along_step"]
@@ -87,6 +88,31 @@ def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 
     Shapes: prompts X (B, n, L), x_tilde, x (B, n); all outputs are floats and lists.
     """
     rng = check_rng(rng)
+    st = _comparison_setting(task, L, alpha, beta, batch, steps, converge_steps, tol, near_tol)
+    names = ["query", *(f"{k} step" + ("s" if k > 1 else "") for k in st["steps"]), "converged", "retrieval", "oracle"]
+    errs = {name: [] for name in names}
+    near, conv, n_run, done = [], [], 0, 0
+    chunk = max(1, _CHUNK_ELEMENTS // (st["n"] * st["L"]))  # prompts per chunk
+    while done < st["batch"]:
+        prompts = task.sample(rng, min(chunk, st["batch"] - done), st["L"])
+        n_run = max(n_run, _compare_chunk(task, prompts, st, names, errs, conv, near))
+        done += prompts.X.shape[0]
+    near_d = np.concatenate(near)
+    return {
+        "setting": st,
+        "estimators": {name: _stats(np.concatenate(errs[name]), st["n"]) for name in names},
+        "converged": {
+            "n_steps": int(n_run),
+            "fraction_converged": float(np.mean(np.concatenate(conv))),
+            "near_token_fraction": float(np.mean(near_d < st["near_tol"])),
+            "median_nearest_distance": float(np.median(near_d)),
+        },
+    }
+
+
+def _comparison_setting(task, L, alpha, beta, batch, steps, converge_steps, tol, near_tol) -> dict:
+    """The validated arguments of :func:`retrieval_comparison` (after ``rng``), as its result's ``"setting"``;
+    ``steps`` sorted without repeats, ``n`` read from the task."""
     _check_task(task)
     L = check_int("L", L, minimum=1)
     alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
@@ -94,51 +120,38 @@ def retrieval_comparison(task, L, alpha, beta, *, rng, batch=2000, steps=(1, 2, 
     steps = sorted({check_int("steps", k, minimum=1, maximum=MAX_STEPS) for k in _sequence("steps", steps)})
     converge_steps = check_int("converge_steps", converge_steps, minimum=1, maximum=MAX_STEPS)
     tol, near_tol = check_positive("tol", tol), check_positive("near_tol", near_tol)
-
-    names = ["query"] + [f"{k} step" + ("s" if k > 1 else "") for k in steps] + ["converged", "retrieval", "oracle"]
-    errs = {name: [] for name in names}
-    near, conv, n_run = [], [], 0
     n = check_int("task.n", task.n, minimum=1)
     if n * L > 2**31:
         raise ValueError(f"n * L = {n * L} entries per context (> 2**31): reduce L")
-    chunk = max(1, _CHUNK_ELEMENTS // (n * L))  # prompts per chunk
-    done = 0
-    while done < batch:
-        prompts = task.sample(rng, min(chunk, batch - done), L)
-        X, x_tilde, x = prompts.X, prompts.x_tilde, prompts.x  # (b, n, L), (b, n), (b, n)
+    return {"task": repr(task), "n": int(n), "L": L, "alpha": alpha, "beta": beta, "batch": batch,
+            "steps": steps, "converge_steps": converge_steps, "tol": tol, "near_tol": near_tol}
 
-        def sq(est):
-            return np.sum((est - x) ** 2, axis=1)  # (b,)
 
-        errs["query"].append(sq(x_tilde))
-        s, taken = x_tilde, 0
-        for k, name in zip(steps, names[1 : 1 + len(steps)]):
-            s = descend(s, X, alpha, beta, steps=k - taken).s  # (b, n), Eq. (17) with γ = α
-            taken = k
-            errs[name].append(sq(s))
-        start, budget = (s, converge_steps - taken) if converge_steps >= taken else (x_tilde, converge_steps)
-        res = descend(start, X, alpha, beta, steps=budget, tol=tol)
-        errs["converged"].append(sq(res.s))
-        conv.append(res.converged)
-        near.append(_nearest_token_distance(res.s, X))
-        n_run = max(n_run, res.n_steps + (converge_steps - budget))
-        best = np.argmax(np.einsum("bnl,bn->bl", X, x_tilde), axis=1)  # (b,) largest <X_t, x_tilde>
-        errs["retrieval"].append(sq(X[np.arange(X.shape[0]), :, best]))
-        errs["oracle"].append(sq(task.posterior_mean(prompts)))
-        done += X.shape[0]
+def _compare_chunk(task, prompts, st: dict, names: list, errs: dict, conv: list, near: list) -> int:
+    """One chunk of prompts for :func:`retrieval_comparison`: appends each estimator's squared errors (b,) to
+    ``errs[name]``, the converged flags (b,) to ``conv`` and the nearest-token distances (b,) to ``near``; returns
+    the steps the converged estimator ran in total. Shapes: prompts X (b, n, L), x_tilde, x (b, n)."""
+    X, x_tilde, x = prompts.X, prompts.x_tilde, prompts.x  # (b, n, L), (b, n), (b, n)
+    alpha, beta, steps, converge_steps = st["alpha"], st["beta"], st["steps"], st["converge_steps"]
 
-    near_d = np.concatenate(near)
-    return {
-        "setting": {"task": repr(task), "n": int(n), "L": L, "alpha": alpha, "beta": beta, "batch": batch,
-                    "steps": steps, "converge_steps": converge_steps, "tol": tol, "near_tol": near_tol},
-        "estimators": {name: _stats(np.concatenate(errs[name]), n) for name in names},
-        "converged": {
-            "n_steps": int(n_run),
-            "fraction_converged": float(np.mean(np.concatenate(conv))),
-            "near_token_fraction": float(np.mean(near_d < near_tol)),
-            "median_nearest_distance": float(np.median(near_d)),
-        },
-    }
+    def sq(est):
+        return np.sum((est - x) ** 2, axis=1)  # (b,)
+
+    errs["query"].append(sq(x_tilde))
+    s, taken = x_tilde, 0
+    for k, name in zip(steps, names[1 : 1 + len(steps)]):
+        s = descend(s, X, alpha, beta, steps=k - taken).s  # (b, n), Eq. (17) with γ = α
+        taken = k
+        errs[name].append(sq(s))
+    start, budget = (s, converge_steps - taken) if converge_steps >= taken else (x_tilde, converge_steps)
+    res = descend(start, X, alpha, beta, steps=budget, tol=st["tol"])
+    errs["converged"].append(sq(res.s))
+    conv.append(res.converged)
+    near.append(_nearest_token_distance(res.s, X))
+    best = np.argmax(np.einsum("bnl,bn->bl", X, x_tilde), axis=1)  # (b,) largest <X_t, x_tilde>
+    errs["retrieval"].append(sq(X[np.arange(X.shape[0]), :, best]))
+    errs["oracle"].append(sq(task.posterior_mean(prompts)))
+    return res.n_steps + (converge_steps - budget)
 
 
 def format_retrieval_table(result: dict) -> str:
@@ -196,13 +209,13 @@ def energy_along_step(s, X, alpha, beta, ts, gamma=None):
     ts = as_float_array("ts", ts, ndim=1)
     if ts.size == 0:
         raise ValueError("ts must hold at least one step fraction t")
-    s2, X3, shared, single = _states(s, X)
+    s2, X3, shared, single = check_states(s, X)
     g = energy_grad(s2, X3, alpha, beta)  # (B, n)
     out = np.empty((ts.size, s2.shape[0]), dtype=np.result_type(s2, X3))  # (T, B)
     for i, t in enumerate(ts):
         st = s2 - (t * gamma) * g  # (B, n)
-        out[i] = _per_state(lambda st, X3: np.sum(st * st, axis=-1) / (2 * alpha)
-                            - _lse(beta * _scores(st, X3, shared)) / beta, st, X3, shared,
+        out[i] = per_state(lambda st, X3: np.sum(st * st, axis=-1) / (2 * alpha)
+                            - lse_unchecked(beta * scores(st, X3, shared)) / beta, st, X3, shared,
                             temp_per_state=3 * X3.shape[-1])  # (B,)  Eq. (16)
     return out[:, 0] if single else out
 

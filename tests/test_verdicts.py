@@ -18,7 +18,8 @@ from icdmin import experiments, verdicts
 from icdmin.runner import plain
 
 # the modules themselves, by import_module
-bayes, tasks, train_module = (importlib.import_module(f"icdmin.{m}") for m in ("bayes", "tasks", "training"))
+bayes, tasks, train_module, train_eval = (importlib.import_module(f"icdmin.{m}")
+                                          for m in ("bayes", "tasks", "training", "train_eval"))
 
 
 # ------------------------------------------------------------------------------------- (a) doctored results
@@ -219,12 +220,14 @@ def _inject(mp, bug):
     elif bug == "lr = 0":
         mp.setattr(train_module, "step_schedule", lambda *a, **k: 0.0)
     elif bug == "softmax -> linear":
-        for name in ("_loss_and_grads_numpy", "_loss_and_grads_unchecked", "attention", "attention_forward"):
-            mp.setattr(train_module, name, _kind_to_linear(getattr(train_module, name)))
+        for module, name in ((train_module, "loss_and_grads_numpy_unchecked"),
+                             (train_module, "loss_and_grads_unchecked"),
+                             (train_eval, "attention"), (train_eval, "attention_forward")):
+            mp.setattr(module, name, _kind_to_linear(getattr(module, name)))
     elif bug in ("Bessel order + 1/2", "authors' Bessel order"):
-        orig = bayes._ive_ratio  # called with nu = (d + 1)/2; the authors' code uses d - 1/2 = 2 nu - 3/2
+        orig = bayes.ive_ratio  # called with nu = (d + 1)/2; the authors' code uses d - 1/2 = 2 nu - 3/2
         shift = (lambda nu: nu + 0.5) if bug == "Bessel order + 1/2" else (lambda nu: 2 * nu - 1.5)
-        mp.setattr(bayes, "_ive_ratio", lambda nu, kappa: orig(shift(nu), kappa))
+        mp.setattr(bayes, "ive_ratio", lambda nu, kappa: orig(shift(nu), kappa))
     elif bug == "softmax without max-shift":
         orig = importlib.import_module("icdmin.dam").softmax
         def naive(z, axis=-1):  # exp overflows to inf beyond 709, inf / inf = NaN
