@@ -7,20 +7,20 @@ Tolerance origins:
   rounding of O(n) operations, with a condition-number allowance);
 - Monte Carlo: |estimate - closed form| < Z * standard error with Z = 5 (two-sided false-alarm rate 6e-7 per
   coordinate); self-normalised importance sampling uses the delta-method standard error of a ratio estimator.
+
+The Bessel ratio of Eq. (6) has its own file, ``tests/test_bessel.py``; the risks of the linear task (Eq. 4,
+the finite-L optimum), ``tests/test_linear_risk.py``.
 """
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from scipy import integrate
-from scipy.special import ive
 from scipy.stats import special_ortho_group
 
 from conftest import size
 from icdmin.bayes import (
     bayes_risk_linear,
-    bessel_ratio,
     linear_risk,
     mc_bayes_risk,
     optimal_linear_gamma,
@@ -32,117 +32,7 @@ from icdmin.bayes import (
 from icdmin.tasks import GMMTask, LinearTask, SphereTask, haar_basis
 from strategies import finite_floats, positive, seeds
 
-Z = 5.0
-
-
-# ---------------------------------------------------------------- Bessel ratio (Eq. 6) vs θ-quadrature
-
-
-def _theta_ratio(d, kappa):
-    """∫ e^{κ cos θ} cos θ sin^{d-1} θ dθ / ∫ e^{κ cos θ} sin^{d-1} θ dθ over [0, π] (App. C.2).
-
-    Folded onto [0, π/2] (θ -> π - θ) so that both integrands are positive (no cancellation), and shifted by
-    e^{-κ}. Returns the ratio and a bound on its error propagated from quad's own error estimates.
-    """
-    opts = dict(epsabs=0.0, epsrel=1e-12, limit=200)
-    plus = lambda t: np.exp(kappa * (np.cos(t) - 1)) + np.exp(-kappa * (np.cos(t) + 1))  # noqa: E731
-    minus = lambda t: np.exp(kappa * (np.cos(t) - 1)) - np.exp(-kappa * (np.cos(t) + 1))  # noqa: E731
-    num, enum = integrate.quad(lambda t: minus(t) * np.cos(t) * np.sin(t) ** (d - 1), 0, np.pi / 2, **opts)
-    den, eden = integrate.quad(lambda t: plus(t) * np.sin(t) ** (d - 1), 0, np.pi / 2, **opts)
-    return num / den, enum / den + abs(num) * eden / den**2
-
-
-@pytest.mark.parametrize("d", [1, 2, 3, 8, 20])
-@pytest.mark.parametrize("kappa", [0.05, 0.5, 2.0, 11.0, 60.0])
-def test_bessel_ratio_matches_theta_quadrature(d, kappa):
-    want, bound = _theta_ratio(d, kappa)
-    assert bound < 1e-9 * want  # the quadrature itself is accurate to better than 1e-9
-    tol = 10 * bound + 1e-13 * want  # 10x quad's error estimate plus float64 rounding of ive
-    assert abs(bessel_ratio(d, kappa) - want) <= tol
-    # the authors' order I_{d-1/2}/I_{d-3/2} (their repository mattsmart/in-context-denoising at commit c8aaeb3) agrees only for d = 2
-    authors = ive(d - 0.5, kappa) / ive(d - 1.5, kappa)
-    if d == 2:
-        assert abs(authors - want) <= tol
-    else:
-        assert abs(authors - want) > 1e-3 * want
-
-
-def test_authors_order_at_paper_point():
-    """Paper Eq. (6) vs the authors' code (c8aaeb3): d = 8, κ = 11: correct shrink 0.689, the authors' 0.537."""
-    assert round(bessel_ratio(8, 11.0), 3) == 0.689
-    assert round(ive(7.5, 11.0) / ive(6.5, 11.0), 3) == 0.537
-
-
-@given(st.integers(0, 100), st.floats(1e-8, 1e4) | st.floats(1e4, 1e12))
-def test_bessel_ratio_recurrence(d, kappa):
-    """I_{ν-1} - I_{ν+1} = (2ν/κ) I_ν with ν = (d+1)/2 gives A_d (( d+1)/κ + A_{d+2}) = 1; it links the
-    continued-fraction (κ < 1), ive and Hankel (κ >= 1e7) branches, and holds to rounding for d up to 100."""
-    a, a2 = bessel_ratio(d, kappa), bessel_ratio(d + 2, kappa)
-    assert 0.0 < a <= 1.0 and 0.0 < a2 < a  # A_0 = tanh κ rounds to exactly 1.0 from κ ≈ 19
-    if d == 0:
-        assert a == pytest.approx(np.tanh(kappa), rel=1e-13)
-    np.testing.assert_allclose(a * ((d + 1) / kappa + a2), 1.0, rtol=1e-11)
-
-
-def test_bessel_ratio_limits_and_special_cases():
-    k = np.array([1e-300, 1e-12, 1e-6, 1e-3])
-    for d in (0, 1, 8, 100):
-        np.testing.assert_allclose(bessel_ratio(d, k), k / (d + 1), rtol=1e-6)  # A ≈ κ/(d+1) (1 - O(κ²))
-    assert bessel_ratio(8, 0.0) == 0.0
-    big = np.array([1e3, 5e3, 1e5, 1e8])
-    for d in (1, 8, 100):
-        a = bessel_ratio(d, big)
-        np.testing.assert_allclose(1 - a, d / (2 * big), rtol=0.1)  # A ≈ 1 - d/(2κ) for κ >> d²
-    kk = np.array([0.3, 0.999999, 1.0, 1.000001, 7.0, 300.0])
-    # d = 2: coth κ - 1/κ (κ >= 0.3, so the reference itself has no cancellation)
-    np.testing.assert_allclose(bessel_ratio(2, kk), 1 / np.tanh(kk) - 1 / kk, rtol=1e-12)
-    np.testing.assert_allclose(bessel_ratio(0, kk), np.tanh(kk), rtol=1e-12)  # d=0: I_{1/2}/I_{-1/2}
-    for d in (1, 8, 100):  # the Hankel branch (κ >= 1e7) agrees with ive where both work
-        kh = np.array([1e7, 5e7, 1e8])
-        np.testing.assert_allclose(bessel_ratio(d, kh), ive((d + 1) / 2, kh) / ive((d - 1) / 2, kh), rtol=1e-14)
-    assert np.all(np.isfinite(bessel_ratio(8, np.array([1e9, 1e12, 1e300]))))  # ive itself is NaN here
-    grid = np.linspace(0, 50, 2001)
-    assert np.all(np.diff(bessel_ratio(20, grid)) > 0)  # monotone across the branch switch at κ = 1
-    np.testing.assert_array_equal(bessel_ratio(np.array([1, 8]), 2.0), [bessel_ratio(1, 2.0), bessel_ratio(8, 2.0)])
-
-
-_MP_D = (1, 2, 3, 8, 50, 290, 300, 1000, 5000)
-_MP_KAPPA = (1e-8, 1e-4, 0.1, 1.0, 3.0, 10.0, 100.0, 300.0, 1e3, 2e3, 3e3, 5e3, 1e4, 3e4, 1e5, 1e6, 1e7, 1e8, 1e9,
-             1e10, 1e12)
-
-
-def test_bessel_ratio_matches_mpmath_scalar_and_array():
-    """Every branch (continued fraction, ive, Hankel) and its switch points, d up to 5000, κ from 1e-8 to 1e12,
-    against mpmath's I_ν at 30 digits; scalars (a former bug returned uninitialised memory past d ≈ 290) and
-    arrays give the same numbers. mpmath needs ~40 s for (d, κ) = (5000, 3e4..1e5), so that pair is left out.
-    Tolerance 2e-12 relative: scipy's ive is accurate to ~1e-13 near its underflow range (measured worst 9e-13)."""
-    mpmath = pytest.importorskip("mpmath")
-    mpmath.mp.dps = 30
-    pairs = [(d, k) for d in _MP_D for k in _MP_KAPPA if not (d == 5000 and 2e4 < k < 2e5)]
-    want = np.array([float(mpmath.besseli((d + 1) / 2, k, maxterms=10**6)
-                           / mpmath.besseli((d - 1) / 2, k, maxterms=10**6)) for d, k in pairs])
-    scalar = np.array([bessel_ratio(d, k) for d, k in pairs])
-    array = bessel_ratio(np.array([d for d, _ in pairs]), np.array([k for _, k in pairs]))
-    np.testing.assert_allclose(scalar, want, rtol=2e-12, atol=0)
-    np.testing.assert_array_equal(array, scalar)
-    assert bessel_ratio(300, 1.0) == pytest.approx(0.003322222709924435, rel=1e-12)  # mpmath, 40 digits
-
-
-def test_bessel_ratio_bad_input():
-    with pytest.raises(ValueError, match="d"):
-        bessel_ratio(-1, 1.0)
-    with pytest.raises(TypeError, match="d"):
-        bessel_ratio(1.5, 1.0)
-    with pytest.raises(TypeError, match="d"):
-        bessel_ratio(True, 1.0)
-    with pytest.raises(TypeError, match="kappa"):
-        bessel_ratio(2, 1.0 + 1j)
-    with pytest.raises(ValueError, match="d of shape"):
-        bessel_ratio(np.arange(3), np.ones(2))
-    with pytest.raises(ValueError, match="kappa"):
-        bessel_ratio(2, -1.0)
-    with pytest.raises(ValueError, match="kappa"):
-        bessel_ratio(2, np.nan)
+Z = 5.0  # Monte-Carlo tolerance in standard errors (module docstring)
 
 
 # ---------------------------------------------------------------- posterior means vs independent computations
@@ -294,49 +184,6 @@ def test_posterior_means_are_rotation_equivariant(seed, n):
     ]
     for rotated, plain in pairs:
         np.testing.assert_allclose(rotated, Q @ plain, rtol=1e-10, atol=1e-12)
-
-
-# ---------------------------------------------------------------- risks: closed forms vs Monte Carlo
-
-
-def test_linear_bayes_risk_eq4_vs_monte_carlo():
-    assert bayes_risk_linear(16, 8, 2.0, 1.0) == pytest.approx(1 / 3, rel=1e-15)  # paper Eq. (4): 1/3 per coord
-    task = LinearTask(6, 2, 1.5, 0.8)
-    m, se = mc_bayes_risk(task, rng=np.random.default_rng(0), batch=20000)
-    assert abs(m - bayes_risk_linear(6, 2, 1.5, 0.8)) < Z * se
-    assert task.bayes_risk() == bayes_risk_linear(6, 2, 1.5, 0.8)
-
-
-@pytest.mark.parametrize("L", [1, 3, 20])
-def test_linear_finite_L_risk_and_optimum_vs_monte_carlo(L):
-    """linear_risk(γ) for γ ∈ {γ*(L), 1/(σ0²+σZ²), 0.1} and the MC optimum E[xᵀ Ŝ x̃]/E||Ŝ x̃||² vs γ*(L)."""
-    n, d, s0, sz = 5, 2, 2.0, 1.0
-    p = LinearTask(n, d, s0, sz).sample(np.random.default_rng(L), 20000, L)
-    Sq = np.einsum("bnl,bl->bn", p.X, np.einsum("bnl,bn->bl", p.X, p.x_tilde)) / L  # (B, n) Ŝ x̃
-    g_star = optimal_linear_gamma(d, L, s0, sz)
-    for g in (g_star, 1 / (s0 + sz), 0.1):
-        err = np.mean((g * Sq - p.x) ** 2, axis=1)
-        assert abs(err.mean() - linear_risk(n, d, L, s0, sz, g)) < Z * err.std(ddof=1) / np.sqrt(err.size)
-    a, b = np.sum(p.x * Sq, axis=1), np.sum(Sq * Sq, axis=1)  # γ̂ = mean(a)/mean(b), delta-method stderr
-    g_hat = a.mean() / b.mean()
-    se = np.std(a - g_hat * b, ddof=1) / np.sqrt(a.size) / b.mean()
-    assert abs(g_hat - g_star) < Z * se
-
-
-def test_linear_risk_closed_form_properties():
-    """γ*(L) minimises linear_risk (central differences), γ = 0 gives predict-zero, L -> ∞ gives Eq. (4)."""
-    n, d, L, s0, sz = 16, 8, 499, 2.0, 1.0
-    g = optimal_linear_gamma(d, L, s0, sz)
-    assert g == pytest.approx(0.3274, abs=1e-4)  # finite-L optimum (paper §3.1)
-    assert linear_risk(n, d, L, s0, sz, g) == pytest.approx(0.3451, abs=1e-4)
-    assert linear_risk(n, d, L, s0, sz, 1 / 3) == pytest.approx(0.3454, abs=1e-4)
-    h = 1e-5
-    slope = (linear_risk(n, d, L, s0, sz, g + h) - linear_risk(n, d, L, s0, sz, g - h)) / (2 * h)
-    assert abs(slope) < 1e-9
-    assert linear_risk(n, d, L, s0, sz, 0.0) == pytest.approx(d * s0 / n)
-    assert linear_risk(n, d, 10**12, s0, sz, 1 / (s0 + sz)) == pytest.approx(bayes_risk_linear(n, d, s0, sz), rel=1e-9)
-    for L_, gs in ((19, 0.2262), (49, 0.2816), (99, 0.3056)):  # finite-L optima (paper §3.1)
-        assert optimal_linear_gamma(d, L_, s0, sz) == pytest.approx(gs, abs=1e-4)
 
 
 # ---------------------------------------------------------------- bad input
