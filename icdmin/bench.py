@@ -200,7 +200,19 @@ PEERS = {"torch float64": ("torch", "float64", "plain"), "torch float32": ("torc
          "torch authors' layout float32": ("torch", "float32", "authors"),
          "torch authors' layout float64": ("torch", "float64", "authors")}
 PEER_TARGETS = {"torch float64": 3.0, "jax-jit float64": 2.0}  # icdmin / peer, float64, same threads
-PEER_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_peers.py"  # the models, outside the package
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding this icdmin package
+PEER_SCRIPT = PACKAGE_ROOT / "scripts" / "bench_peers.py"  # the models, outside the package
+
+
+def _child_env(threads: int) -> dict:
+    """The environment of a peer's child: this icdmin's parent directory first on PYTHONPATH (the child imports the
+    package that runs the benchmark, even where an install points elsewhere or nowhere); OMP_WAIT_POLICY=PASSIVE
+    unless set (torch's spinning OpenMP threads collapse on a busy machine); one XLA thread for one thread."""
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    if threads == 1:  # XLA's CPU client ignores torch-style thread counts: one Eigen thread, one CPU
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    return env
 
 
 def _peer_times(name: str, threads: int, repeat: int):
@@ -212,9 +224,7 @@ def _peer_times(name: str, threads: int, repeat: int):
     if not PEER_SCRIPT.exists():
         print(f"[peer {name}: needs {PEER_SCRIPT} (a repository checkout)]", flush=True)
         return None
-    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}  # torch's OpenMP threads spin, and collapse on a busy machine
-    if threads == 1:  # XLA's CPU client ignores torch-style thread counts: one Eigen thread, one CPU
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    env = _child_env(threads)
     cpus = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else []
     command = [sys.executable, str(PEER_SCRIPT), name, str(threads), str(repeat), ",".join(map(str, cpus))]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
