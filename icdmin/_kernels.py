@@ -1,21 +1,19 @@
 """Fused Numba kernels for one-layer attention: the only module that imports numba.
 
 The NumPy code in ``layer.py`` is the specification (parity at rtol 1e-10 in float64, ``tests/test_kernels.py``).
-A prompt's context (16 × 499 float64 = 64 KB) stays in L2 between its forward and backward passes; its loss and
-gradients go to its own slot, and slots are summed in prompt order (results do not depend on threads). Loops run
-along the contiguous token axis from index 0 and vectorise (``fastmath`` reassoc/contract; numba 0.68 did not
-vectorise ``range(lo, hi)`` with lo > 0), the exponential too (``_exp_shifted``: with libm's scalar exp the softmax
-kernel was 1.4x slower, under 2x the NumPy path, whose np.exp is SIMD; measured).
+A prompt's context (16 × 499 float64 = 64 KB) stays in L2 between its passes (blocks kept in L1 across passes were
+slower, measured); its loss and gradients go to its own slot, summed in prompt order (results do not depend on
+threads). Loops run along the contiguous token axis from 0 and vectorise, the exponential too (``_exp_shifted``).
 
-Threads: serial kernels that release the GIL; ``forward`` and ``loss_and_grads`` give one chunk of the batch to the
-caller and one to each of ``get_num_threads() - 1`` daemon helper threads (started by the first multi-threaded call,
-again in a forked child; nothing happens on import). A helper's chunk unfinished a quarter of a chunk's time after
-the caller's is recomputed by the caller (same bits): a descheduled helper cannot stall a call on a busy machine.
-Concurrent calls are safe: one uses the helpers, the others run serially. This replaces numba's ``prange``: its GNU
-OpenMP layer killed a child forked after the parent used it; its workqueue layer is not thread-safe and collapsed
-under load (measured: 5k prompts/s on 2 threads against 110k on one).
-
-Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; per prompt q' = W_KQ x̃ (paper §3.1, Eq. 12).
+Threads (``_run``): ``_worker`` releases the GIL and claims prompts one at a time from an atomic counter, on the
+caller and on ``get_num_threads() - 1`` daemon helpers (started by the first call that uses them, again in a forked
+child; nothing happens on import); the caller then recomputes the prompts in flight on a helper (same bits), so a
+descheduled helper never stalls a call. A helper polls about a millisecond for the next job before it sleeps (a
+sleeping vCPU took up to 1.7 ms to wake here, a call 0.5 ms). Helpers serve calls of at least GRAIN token·dimensions
+per thread (``threads_for``), while faster than serial calls (``_Helpers.use``). Concurrent calls are safe: one may
+use the helpers, the others run serially. No numba ``prange``: its GNU OpenMP layer killed a child forked after the
+parent used it; its workqueue layer is not thread-safe and collapsed under load (5k prompts/s on 2 threads, 110k on
+one). Legend: ``B`` batch, ``n`` token dimension, ``L`` context length; q' = W_KQ x̃ (paper §3.1, Eq. 12).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ import numpy as np
 
 try:
     import numba
-
+    import numba.extending
     HAS_NUMBA = True
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps vendored copies working
     numba = None
@@ -37,10 +35,8 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps vend
 
 # layer.py uses the kernels only when compiled (under NUMBA_DISABLE_JIT=1 they are slow Python loops).
 JIT_ENABLED = HAS_NUMBA and not numba.config.DISABLE_JIT
-
 KIND_CODES = {"linear": 0, "softmax": 1, "gaussian": 2}
 LINEAR, SOFTMAX, GAUSSIAN = 0, 1, 2
-
 __all__ = ["HAS_NUMBA", "JIT_ENABLED", "KIND_CODES", "forward", "loss_and_grads", "get_num_threads"]
 
 
@@ -51,15 +47,33 @@ def njit():
     return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
 
+if JIT_ENABLED:
+    @numba.extending.intrinsic
+    def _atomic_add(typingctx, state, i, v):
+        """state[i] += v atomically (seq_cst: also a fence for the slots written before) -> the old value."""
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            ptr = numba.core.cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+            return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
+        return numba.core.types.int64(state, numba.core.types.intp, numba.core.types.int64), codegen
+else:
+    def _atomic_add(state, i, v):
+        """state[i] += v, returning the old value (one thread: the JIT is off)."""
+        state[i], old = state[i] + v, state[i]
+        return old
+
+
 LOG2E, LN2_HI, LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.9082149292705877e-10  # k * LN2_HI is exact
+# polls of the job number by a helper after its job (1.8 ns each here); calls per probe (_Helpers.use); the least
+# token·dimensions per thread (threads_for)
+SPIN, PROBE, GRAIN = 500_000, 3, 2**17
 TAYLOR = tuple(1.0 / math.factorial(k) for k in range(12, -1, -1))  # 1/12!, ..., 1/0!
 
 
 @njit()
 def _exp_shifted(a, m, bits):
-    """a[t] <- exp(a[t] - m) for a[t] <= m, in a loop LLVM vectorises (libm's exp is a scalar call): Cody-Waite
-    reduction x = k ln2 + r, |r| <= ln2/2, exp(r) by Taylor to degree 12 (remainder 2e-16), 2^k from the exponent
-    bits; x clamped at -700 (weight < 1e-304 next to the largest, 1). Scratch: bits (L,) int64."""
+    """a[t] <- exp(a[t] - m), a[t] <= m, vectorised (libm's exp is scalar): x = k ln2 + r, |r| <= ln2/2, exp(r) by
+    Taylor to degree 12 (error 2e-16), 2^k from exponent bits; x >= -700 (weight < 1e-304). Scratch: bits (L,) int64."""
     for t in range(a.shape[0]):
         x = max(a[t] - m, -700.0)
         k = -int(0.5 - x * LOG2E)  # round(x / ln 2), x <= 0
@@ -78,12 +92,11 @@ def _col_pass(Xb, c, out):
     measured). Shapes: (n, L), (n,) -> (L,)."""
     n, L = Xb.shape
     out[:] = 0.0
-    i0 = n % 4
-    for i in range(i0):
+    for i in range(n % 4):
         x0, c0 = Xb[i], c[i]
         for t in range(L):
             out[t] += x0[t] * c0
-    for i in range(i0, n, 4):
+    for i in range(n % 4, n, 4):
         x0, x1, x2, x3 = Xb[i], Xb[i + 1], Xb[i + 2], Xb[i + 3]  # row views, looped from 0 (vectorises)
         c0, c1, c2, c3 = c[i], c[i + 1], c[i + 2], c[i + 3]
         for t in range(L):
@@ -91,19 +104,8 @@ def _col_pass(Xb, c, out):
 
 
 @njit()
-def _matvec(W, v, out):
-    """out = W v. Shapes: (n, n), (n,) -> (n,)."""
-    n = W.shape[0]
-    for i in range(n):
-        acc = 0.0
-        for j in range(n):
-            acc += W[i, j] * v[j]
-        out[i] = acc
-
-
-@njit()
 def _row_pass(Xb, w, out):
-    """out[i] = Σ_t Xb[i, t] w[t] (an X w product: one dot product per row). Shapes: (n, L), (L,) -> (n,)."""
+    """out[i] = Σ_t Xb[i, t] w[t] (X w, one dot product per row; also W v). Shapes: (n, L), (L,) -> (n,)."""
     n, L = Xb.shape
     for i in range(n):
         x0 = Xb[i]
@@ -117,7 +119,7 @@ def _row_pass(Xb, w, out):
 def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
     """One prompt's forward pass: a (weights) and u = X a. Scratch y, bits (L,). Shapes: Xb (n, L), q (n,)."""
     n, L = Xb.shape
-    _matvec(W_KQ, q, qk)  # qk = W_KQ q  (n,)
+    _row_pass(W_KQ, q, qk)  # qk = W_KQ q  (n,)
     _col_pass(Xb, qk, a)  # z = Xᵀ qk  (L,)
     if kind == GAUSSIAN:  # z_t −= ½ X_tᵀ W_KQ X_t, one row of W_KQ X at a time
         for i in range(n):
@@ -135,150 +137,144 @@ def _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits):
 
 
 @njit()
-def _forward_chunk(kind, X, x_tilde, W_KQ, W_PV, lo, hi):
-    """Attention output W_PV X a of prompts lo..hi-1 (forward only). Shapes: X (B, n, L) -> (hi - lo, n)."""
-    n, L = X.shape[1], X.shape[2]
-    out = np.empty((hi - lo, n), X.dtype)
-    qk, a, u = np.empty(n, X.dtype), np.empty(L, X.dtype), np.empty(n, X.dtype)
-    y, bits = np.empty(L if kind == GAUSSIAN else 0, X.dtype), np.empty(L, np.int64)
-    for b in range(hi - lo):
-        _prompt_forward(kind, X[lo + b], x_tilde[lo + b], W_KQ, qk, a, u, y, bits)
-        _matvec(W_PV, u, out[b])  # out = W_PV u
-    return out
+def _prompt_grads(kind, Xb, q, xb, W_KQ, W_PV, scale, KQ, PV, qk, a, u, y, bits, du, dz):
+    """One prompt's squared error |out − x|² (returned) and its slots KQ, PV (n, n) of dW_KQ, dW_PV, where
+    scale = 2 / (B n) (dloss/dout = 2 (out − x) / (B n)). Scratch as in _prompt_forward, du (n,), dz (L,)."""
+    n, L = Xb.shape
+    _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits)
+    r = dqk = qk  # qk's memory, free after the forward pass, holds r, then dqk
+    _row_pass(W_PV, u, r)  # out = W_PV u; loss_b = |out − x|²; r = dloss/dout
+    lb = c = 0.0  # c = aᵀ da = aᵀXᵀdu = uᵀ W_PVᵀ r = outᵀ r (softmax, below)
+    for i in range(n):
+        d = r[i] - xb[i]
+        lb += d * d
+        r[i], c = scale * d, c + r[i] * scale * d
+    du[:] = 0.0  # dW_PV = r uᵀ;  du = W_PVᵀ r
+    for i in range(n):
+        for j in range(n):
+            PV[i, j] = r[i] * u[j]
+            du[j] += W_PV[i, j] * r[i]
+    _col_pass(Xb, du, dz)  # da = Xᵀ du  (L,), stored in dz
+    if kind == LINEAR:  # a = z / L
+        dz *= 1.0 / L
+    else:  # a = softmax(z): dz = a ⊙ (da − aᵀda)
+        for t in range(L):
+            dz[t] = a[t] * (dz[t] - c)
+    _row_pass(Xb, dz, dqk)  # z = Xᵀ qk  ->  dqk = X dz;  qk = W_KQ q  ->  dW_KQ = dqk qᵀ
+    for i in range(n):  # one store per slot element: two threads may compute a prompt at once (same bits)
+        if kind == GAUSSIAN:  # z −= ½ X_tᵀ W_KQ X_t  ->  dW_KQ −= ½ Σ_t dz_t X_t X_tᵀ, row i in du (free now)
+            x0 = Xb[i]
+            for t in range(L):
+                y[t] = x0[t] * dz[t]
+            _row_pass(Xb, y, du)
+        for j in range(n):
+            KQ[i, j] = dqk[i] * q[j] - (0.5 * du[j] if kind == GAUSSIAN else 0.0)
+    return lb
 
 
 @njit()
-def _loss_and_grads_chunk(kind, X, x_tilde, x, W_KQ, W_PV, index, scale, lo, hi):
-    """Per-prompt loss and gradient slots of the prompts index[lo:hi], read in place from X, x_tilde, x.
-
-    scale = 2 / (B n) for the whole batch of B prompts (dloss/dout = 2 (out − x) / (B n)).
-    Shapes: X (N, n, L), x_tilde, x (N, n), index (B,) int64 -> (hi - lo,), (hi - lo, n, n), (hi - lo, n, n).
-    """
-    n, L = X.shape[1], X.shape[2]
-    slot_loss = np.empty(hi - lo, np.float64)
-    slot_KQ = np.empty((hi - lo, n, n), X.dtype)
-    slot_PV = np.empty((hi - lo, n, n), X.dtype)
-    qk, a, u = np.empty(n, X.dtype), np.empty(L, X.dtype), np.empty(n, X.dtype)
+def _worker(kind, X, x_tilde, x, W_KQ, W_PV, index, scale, loss, KQ, PV, out, state, ticket, caller):
+    """Computes the prompts index[b] claimed one at a time (b = state[0]++), each flagged done once written (state[2
+    + b] = 1, or 2 on a helper); then the caller recomputes those still unflagged (in flight on a helper), and a
+    helper polls ticket[0] up to SPIN times for the next job (returns whether it came); the caller publishes its
+    job (ticket[0] = state[1]) first. With out (B, n): out[b] = W_PV X a; else slots loss[b], KQ[b], PV[b]. Shapes:
+    X (N, n, L), x_tilde, x (N, n), index (B,) int64, loss (B,), KQ, PV (B, n, n), state (B + 2,), ticket (1,)."""
+    n, L, B = X.shape[1], X.shape[2], index.shape[0]
+    if caller:
+        ticket[0] = state[1]
+    s, t = np.empty((3, n), X.dtype), np.empty((2, L), X.dtype)
+    qk, u, du, a, dz = s[0], s[1], s[2], t[0], t[1]  # rows by index: C-contiguous views (unpacking gives 'A')
     y, bits = np.empty(L if kind == GAUSSIAN else 0, X.dtype), np.empty(L, np.int64)
-    r, du, dqk, dz = np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(L, X.dtype)
-    for b in range(hi - lo):
-        p = index[lo + b]
-        Xb, q = X[p], x_tilde[p]
-        _prompt_forward(kind, Xb, q, W_KQ, qk, a, u, y, bits)
-        _matvec(W_PV, u, r)  # out = W_PV u; loss_b = |out − x|²; r = dloss/dout
-        lb = 0.0
-        for i in range(n):
-            d = r[i] - x[p, i]
-            lb += d * d
-            r[i] = scale * d
-        slot_loss[b] = lb
-        du[:] = 0.0  # dW_PV = r uᵀ;  du = W_PVᵀ r
-        for i in range(n):
-            for j in range(n):
-                slot_PV[b, i, j] = r[i] * u[j]
-                du[j] += W_PV[i, j] * r[i]
-        _col_pass(Xb, du, dz)  # da = Xᵀ du  (L,), stored in dz
-        if kind == LINEAR:  # a = z / L
-            dz *= 1.0 / L
-        else:  # a = softmax(z): dz = a ⊙ (da − aᵀda), and aᵀda = aᵀXᵀdu = uᵀdu
-            c = 0.0
-            for i in range(n):
-                c += u[i] * du[i]
-            for t in range(L):
-                dz[t] = a[t] * (dz[t] - c)
-        _row_pass(Xb, dz, dqk)  # z = Xᵀ qk  ->  dqk = X dz;  qk = W_KQ q  ->  dW_KQ = dqk qᵀ
-        for i in range(n):
-            for j in range(n):
-                slot_KQ[b, i, j] = dqk[i] * q[j]
-        if kind == GAUSSIAN:  # z −= ½ X_tᵀ W_KQ X_t  ->  dW_KQ −= ½ Σ_t dz_t X_t X_tᵀ
-            for i in range(n):
-                x0 = Xb[i]
-                for t in range(L):
-                    y[t] = x0[t] * dz[t]
-                _row_pass(Xb, y, dqk)  # dqk reused: (X diag(dz) X)[i, :]
-                for j in range(n):
-                    slot_KQ[b, i, j] -= 0.5 * dqk[j]
-    return slot_loss, slot_KQ, slot_PV
+    while True:
+        b = _atomic_add(state, 0, 1)
+        if caller and b >= B:  # claims exhausted: the first prompt not flagged done (in flight on a helper)
+            b = 0
+            while b < B and _atomic_add(state, 2 + b, 0) != 0:
+                b += 1
+        if b >= B:
+            break
+        p = index[b]
+        if out.shape[0]:
+            _prompt_forward(kind, X[p], x_tilde[p], W_KQ, qk, a, u, y, bits)
+            _row_pass(W_PV, u, out[b])  # out = W_PV u
+        else:
+            loss[b] = _prompt_grads(kind, X[p], x_tilde[p], x[p], W_KQ, W_PV, scale, KQ[b], PV[b], qk, a, u, y,
+                                    bits, du, dz)
+        _atomic_add(state, 2 + b, 1 if caller else 2)
+    for _ in range(0 if caller else SPIN):
+        if _atomic_add(ticket, 0, 0) > state[1]:
+            return True
+    return False
 
 
 def get_num_threads() -> int:
-    """Threads per call: ``numba.get_num_threads()`` once numba's pool has started (``numba.set_num_threads``), else
-    ``NUMBA_NUM_THREADS`` (default: the CPU count); never starts numba's pool."""
+    """Threads per call: ``numba.get_num_threads()`` once numba's pool started, else NUMBA_NUM_THREADS (no start)."""
     if not JIT_ENABLED:
         return 1
     from numba.np.ufunc import parallel
-
     return numba.get_num_threads() if getattr(parallel, "_is_initialized", False) else numba.config.NUMBA_NUM_THREADS
 
 
-class _Job:
-    """One call's chunks, claimed in order by the caller and the helpers; the first result stored for a chunk wins."""
-
-    def __init__(self, fn, args, bounds, helpers):
-        self.fn, self.args, self.bounds, self.helpers = fn, args, bounds, helpers
-        self.results, self.next, self.done = [None] * len(bounds), 0, threading.Condition()
-
-    def work(self) -> int:  # -> the number of chunks this thread ran
-        ran = 0
-        while True:
-            with self.done:
-                i, self.next = self.next, self.next + 1
-            if i >= len(self.bounds):
-                return ran
-            ran += 1
-            r = self.fn(*self.args, *self.bounds[i])  # the GIL is released inside the kernel
-            with self.done:
-                self.results[i] = r if self.results[i] is None else self.results[i]
-                self.done.notify_all()
+def threads_for(B, n, L, kind=SOFTMAX) -> int:
+    """Threads for B prompts of n × L tokens: at least GRAIN token·dimensions each (n² L per Gaussian prompt)."""
+    work = B * n * L * (n if kind == GAUSSIAN else 1)
+    return max(1, min(get_num_threads(), work // GRAIN))
 
 
 class _Helpers:
-    """This process's helper threads (daemon); each runs the chunks of the current job if its rank is in range."""
+    """This process's helper threads (daemon), and whether to use them (``use``). A helper runs the current job (a
+    ``_worker`` call) if its rank is in range, then sleeps unless the next job came while it polled."""
 
     def __init__(self):
-        self.pid, self.job, self.ranks, self.wake = os.getpid(), None, 0, threading.Condition()
+        self.pid, self.job, self.ranks, self.wake = os.getpid(), (0, None, 0), 0, threading.Condition()
+        self.ticket = np.zeros(32, np.int64)[16:17]  # the last job's number, alone in its cache line (polled)
+        self.calls, self.cost = 0, {}
 
-    def start(self, job):
+    def use(self, kind) -> bool:
+        """Use the helpers while that was faster per unit of work (moving averages), but probe the other choice PROBE
+        calls in 64: on a busy machine, a helper sharing the caller's CPU made calls 1.9 ms instead of 0.5."""
+        self.calls += 1
+        return (self.cost.get((kind, True), 0) <= self.cost.get((kind, False), 0)) != (self.calls % 64 < PROBE)
+
+    def record(self, key, seconds):  # a moving average of the seconds per token·dimension of (kind, helped) calls
+        self.cost[key] = 0.75 * self.cost.get(key, seconds) + 0.25 * seconds
+
+    def start(self, job, helpers) -> int:  # -> the job's number
         with self.wake:
-            while self.ranks < job.helpers:
+            while self.ranks < helpers:
                 threading.Thread(target=self._loop, args=(self.ranks,), daemon=True, name="icdmin-kernel").start()
                 self.ranks += 1
-            self.job = job
+            self.job = (self.job[0] + 1, job, helpers)
             self.wake.notify_all()
+            return self.job[0]
 
     def _loop(self, rank):
-        seen = None
+        seen, polled = 0, False
         while True:
             with self.wake:
-                self.wake.wait_for(lambda: self.job is not seen)
-                job = seen = self.job
-            if rank < job.helpers:
-                job.work()
+                if not polled:
+                    self.wake.wait_for(lambda: self.job[0] != seen)
+                seen, job, helpers = self.job
+            polled = rank < helpers and job[0](*job[1], self.ticket, False)
 
 
-_helpers, _call_lock = None, threading.Lock()  # one call at a time uses the helpers; concurrent calls run serially
-# The parent's helper threads do not exist in a forked child, and its copy of the lock may be held.
+# One call at a time may use the helpers. A forked child has not the parent's helpers; its lock copy may be held.
+_helpers, _call_lock = None, threading.Lock()
 os.register_at_fork(after_in_child=lambda: globals().update(_helpers=None, _call_lock=threading.Lock()))
 
 
-def _run(fn, args, total):
-    """fn(*args, lo, hi) over chunks of range(total) on the caller and its helpers; the results in chunk order."""
+def _run(args, B, threads):
+    """_worker(*args, state, ticket, caller) on the caller and, if it pays, threads − 1 helpers (prompts 0..B-1)."""
     global _helpers
-    threads = min(get_num_threads(), total)
+    state = np.zeros(B + 2, np.int64)  # the claim counter, the job's number, one done flag per prompt
     if threads < 2 or not _call_lock.acquire(blocking=False):
-        return [fn(*args, 0, total)]
-    size = math.ceil(total / threads)  # one chunk per thread (measured: more, smaller chunks were slower under load)
-    bounds = [(lo, min(total, lo + size)) for lo in range(0, total, size)]
+        return _worker(*args, state, np.zeros(1, np.int64), True)
     try:
         _helpers = _helpers if _helpers is not None and _helpers.pid == os.getpid() else _Helpers()
-        job = _Job(fn, args, bounds, threads - 1)
-        _helpers.start(job)
-        t0 = time.perf_counter()
-        ran = job.work()
-        with job.done:  # wait for the helpers' chunks at most a quarter of a chunk's time, then do them here
-            job.done.wait_for(lambda: all(r is not None for r in job.results),
-                              timeout=0.25 * (time.perf_counter() - t0) / max(ran, 1))
-        return [r if r is not None else fn(*args, *b) for r, b in zip(job.results, job.bounds)]
+        helped, t0 = _helpers.use(args[0]), time.perf_counter()
+        state[1] = _helpers.start((_worker, (*args, state)), threads - 1) if helped else 0
+        _worker(*args, state, _helpers.ticket if helped else np.zeros(1, np.int64), True)
+        _helpers.record((args[0], helped), (time.perf_counter() - t0) / (B * args[1][0].size))
     finally:
         _call_lock.release()
 
@@ -286,14 +282,16 @@ def _run(fn, args, total):
 def forward(kind, X, x_tilde, W_KQ, W_PV):
     """Attention output W_PV X a of every prompt (Eqs. 11, 12, 14); ``kind`` a ``KIND_CODES`` value, C-contiguous
     arrays of one float dtype. Shapes: X (B, n, L), x_tilde (B, n), W_KQ, W_PV (n, n) -> (B, n)."""
-    parts = _run(_forward_chunk, (kind, X, x_tilde, W_KQ, W_PV), X.shape[0])
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    (B, n, L), out, KQ = X.shape, np.empty(X.shape[:2], X.dtype), np.empty((0,) + W_KQ.shape, X.dtype)
+    _run((kind, X, x_tilde, x_tilde, W_KQ, W_PV, np.arange(B), 1.0, np.empty(0), KQ, KQ, out), B, threads_for(B, n, L))
+    return out
 
 
 def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
     """Fused forward + MSE + backward of the prompts ``index`` of X, x_tilde, x (read in place); returns (loss,
     dW_KQ, dW_PV). Shapes: X (N, n, L), x_tilde, x (N, n), W (n, n), index (B,) int64 -> float, (n, n), (n, n)."""
-    B, n = index.shape[0], X.shape[1]
-    parts = _run(_loss_and_grads_chunk, (kind, X, x_tilde, x, W_KQ, W_PV, index, 2.0 / (B * n)), B)
-    loss, KQ, PV = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts))
+    B, n, L = index.shape[0], X.shape[1], X.shape[2]
+    loss, KQ, PV = np.empty(B), np.empty((B, n, n), X.dtype), np.empty((B, n, n), X.dtype)  # per-prompt slots
+    args = (kind, X, x_tilde, x, W_KQ, W_PV, index, 2.0 / (B * n), loss, KQ, PV, np.empty((0, n), X.dtype))
+    _run(args, B, threads_for(B, n, L, kind))
     return loss.sum() / (B * n), KQ.sum(axis=0), PV.sum(axis=0)  # fixed orders, whoever computed the slots

@@ -95,30 +95,111 @@ def test_kernel_calls_start_no_numba_thread_pool():
          "icdmin.loss_and_grads(*attention_problem(0, 40, 3, 5), 'softmax'); assert not parallel._is_initialized")
 
 
-def test_chunks_run_on_the_caller_and_a_helper_in_order(monkeypatch):
+def test_grain_rule_keeps_small_calls_serial(monkeypatch):
+    """Helpers only for calls of at least GRAIN token·dimensions per thread: never for one prompt, always for the
+    paper's batch (B = 80, n = 16, L = 499); a Gaussian prompt (n² L) counts n times a softmax one."""
     monkeypatch.setattr(_kernels, "get_num_threads", lambda: 2)
-    seen = set()
-
-    def chunk(scale, lo, hi):
-        seen.add(threading.get_ident())
-        time.sleep(0.02)
-        return [scale * i for i in range(lo, hi)]
-
-    parts = _kernels._run(chunk, (3,), 16)
-    assert [v for p in parts for v in p] == [3 * i for i in range(16)]
-    assert len(seen) == 2 and threading.get_ident() in seen
+    assert _kernels.threads_for(1, 16, 499) == 1 and _kernels.threads_for(80, 16, 499) == 2
+    assert _kernels.threads_for(10**6, 16, 499) == 2  # never more than get_num_threads()
+    smallest = next(B for B in range(1, 100) if _kernels.threads_for(B, 16, 499) == 2)
+    assert smallest * 16 * 499 >= 2 * _kernels.GRAIN > (smallest - 1) * 16 * 499
+    gauss = next(B for B in range(1, 100) if _kernels.threads_for(B, 16, 499, _kernels.GAUSSIAN) == 2)
+    assert gauss < smallest
+    monkeypatch.setattr(_kernels, "get_num_threads", lambda: 1)
+    assert _kernels.threads_for(10**6, 16, 499) == 1
 
 
-def test_a_stalled_helper_does_not_stall_the_call(monkeypatch):
-    """A helper that stops (here: sleeps 2 s, as if descheduled) has its chunk recomputed by the caller."""
-    monkeypatch.setattr(_kernels, "get_num_threads", lambda: 2)
-    caller = threading.get_ident()
+def test_helpers_are_used_while_faster_and_the_other_choice_is_probed():
+    before = threading.active_count()
+    for cheaper in (True, False):
+        helpers = _kernels._Helpers()  # starts no thread by itself
+        helpers.record((1, cheaper), 1e-9)
+        helpers.record((1, not cheaper), 3e-9)
+        choices = [helpers.use(1) for _ in range(640)]
+        assert choices.count(not cheaper) == 10 * _kernels.PROBE  # PROBE calls in 64 probe the slower choice
+        for _ in range(5):  # the moving average follows a change: the other choice becomes the cheaper
+            helpers.record((1, cheaper), 9e-9)
+        assert [helpers.use(1) for _ in range(64)].count(not cheaper) == 64 - _kernels.PROBE
+        helpers.record((0, cheaper), 1e-9)  # the averages are per kind
+        helpers.record((0, not cheaper), 3e-9)
+        assert [helpers.use(0) for _ in range(64)].count(cheaper) == 64 - _kernels.PROBE
+    assert threading.active_count() == before
 
-    def chunk(lo, hi):
-        time.sleep(0.001 if threading.get_ident() == caller else 2.0)
-        return list(range(lo, hi))
 
-    t0 = time.perf_counter()
-    parts = _kernels._run(chunk, (), 8)
-    assert time.perf_counter() - t0 < 1.0
-    assert [v for p in parts for v in p] == list(range(8))
+def _worker_args(kind, X, q, x, W_KQ, W_PV):
+    """_kernels._worker's arguments for loss_and_grads on X, with fresh slots and state: (args, state, slots)."""
+    B, n = X.shape[:2]
+    slots = (np.empty(B), np.empty((B, n, n)), np.empty((B, n, n)))
+    state = np.zeros(B + 2, np.int64)
+    args = (_kernels.KIND_CODES[kind], X, q, x, W_KQ, W_PV, np.arange(B), 2.0 / (B * n), *slots, np.empty((0, n)))
+    return args, state, slots
+
+
+def _small_problem():
+    return attention_problem(2, 6, 3, 7, 2.0) if not _kernels.JIT_ENABLED else _problem()
+
+
+@pytest.mark.parametrize("kind", ["softmax", "gaussian"])
+def test_prompts_in_flight_on_a_stalled_helper_are_recomputed_by_the_caller(kind):
+    """Every prompt claimed (state[0] = B) and none flagged done, as if a helper had claimed them and stopped: the
+    caller computes them all, with the bits of a serial call."""
+    problem = _small_problem()
+    want = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], *problem, np.arange(problem[0].shape[0]))
+    args, state, slots = _worker_args(kind, *problem)
+    B = problem[0].shape[0]
+    state[0] = B
+    assert _kernels._worker(*args, state, np.zeros(1, np.int64), True) is False
+    assert list(state[2:]) == [1] * B
+    _assert_same((slots[0].sum() / (B * problem[0].shape[1]), slots[1].sum(axis=0), slots[2].sum(axis=0)), want)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "gaussian"])
+def test_a_helper_runs_its_claims_then_polls_for_the_next_job(kind):
+    """A helper's worker flags its prompts 2, and returns True if the next job is published while it polls (False
+    after SPIN polls); the caller then finds every prompt done and recomputes none."""
+    args, state, slots = _worker_args(kind, *_small_problem())
+    state[1] = 5  # this job's number
+    ticket = np.array([6])  # the next job is out already
+    assert _kernels._worker(*args, state, ticket, False) is True
+    assert set(state[2:]) == {2}
+    assert _kernels._worker(*args, state, ticket, True) is False and set(state[2:]) == {2}
+    assert ticket[0] == 5  # the caller publishes its own job
+    assert _kernels._worker(*args, state, ticket, False) is False  # no later job: polls, then gives up
+
+
+@pytest.mark.parametrize("kind", ["softmax", "gaussian"])
+def test_two_threads_computing_the_same_prompts_store_the_same_bits(kind):
+    """Two callers scanning for unflagged prompts at once compute many prompts twice (nogil, in parallel): every
+    slot element is stored once per computation, never read back, so a slot ends with the bits of one (with the
+    Gaussian correction subtracted in place from the slot, 3 runs in 20 here ended wrong)."""
+    problem = _small_problem()
+    B = problem[0].shape[0]
+    want = _kernels.loss_and_grads(_kernels.KIND_CODES[kind], *problem, np.arange(B))
+    for _ in range(20):
+        args, state, slots = _worker_args(kind, *problem)
+        state[0] = B
+        both = [threading.Thread(target=_kernels._worker, args=(*args, state, np.zeros(1, np.int64), True))
+                for _ in range(2)]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join(timeout=300)
+        _assert_same((slots[0].sum() / (B * problem[0].shape[1]), slots[1].sum(axis=0), slots[2].sum(axis=0)), want)
+
+
+def test_peer_children_import_this_icdmin_without_an_install(tmp_path):
+    """``bench --peers`` children get this package's parent directory first on PYTHONPATH: a child run elsewhere
+    without site-packages (``-S``: no install, editable or not, is visible) finds this very icdmin; without the
+    entry it finds none (children failed with "No module named 'icdmin'")."""
+    from icdmin import bench
+
+    code = "import importlib.util as u; s = u.find_spec('icdmin'); print(s.origin if s else None)"
+    env = {**bench._child_env(2), "PYTHONSAFEPATH": "1"}
+    found = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60).stdout.strip()
+    assert os.path.realpath(found) == os.path.realpath(os.path.join(os.path.dirname(_kernels.__file__), "__init__.py"))
+    env["PYTHONPATH"] = str(tmp_path)
+    none = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60).stdout.strip()
+    assert none == "None"
+    assert bench._child_env(1)["XLA_FLAGS"].endswith("--xla_cpu_multi_thread_eigen=false")
