@@ -63,9 +63,7 @@ else:
 
 
 LOG2E, LN2_HI, LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.9082149292705877e-10  # k * LN2_HI is exact
-# polls of the job number by a helper after its job (1.8 ns each here); calls per probe (_Helpers.use); the least
-# token·dimensions per thread (threads_for)
-SPIN, PROBE, GRAIN = 500_000, 3, 2**17
+SPIN, PROBE, GRAIN = 500_000, 3, 2**17  # a helper's polls (1.8 ns each here), _Helpers.use, threads_for
 TAYLOR = tuple(1.0 / math.factorial(k) for k in range(12, -1, -1))  # 1/12!, ..., 1/0!
 
 
@@ -235,14 +233,16 @@ class _Helpers:
         self.ticket = np.zeros(32, np.int64)[16:17]  # the last job's number, alone in its cache line (polled)
         self.calls, self.cost = 0, {}
 
-    def use(self, kind) -> bool:
+    def use(self, what) -> bool:
         """Use the helpers while that was faster per unit of work (moving averages), but probe the other choice PROBE
         calls in 64: on a busy machine, a helper sharing the caller's CPU made calls 1.9 ms instead of 0.5."""
         self.calls += 1
-        return (self.cost.get((kind, True), 0) <= self.cost.get((kind, False), 0)) != (self.calls % 64 < PROBE)
+        return (self.cost.get((*what, True), 0) <= self.cost.get((*what, False), 0)) != (self.calls % 64 < PROBE)
 
-    def record(self, key, seconds):  # a moving average of the seconds per token·dimension of (kind, helped) calls
-        self.cost[key] = 0.75 * self.cost.get(key, seconds) + 0.25 * seconds
+    def record(self, key, s):
+        """Moving average of seconds per token·dimension of (kind, dtype, helped) calls, from the second (compiles)."""
+        old = self.cost.get(key)
+        self.cost[key] = 0.0 if old is None else s if old == 0.0 else 0.75 * old + 0.25 * min(s, 4 * old)  # cap: 4x
 
     def start(self, job, helpers) -> int:  # -> the job's number
         with self.wake:
@@ -275,10 +275,10 @@ def _run(args, B, threads):
         return _worker(*args, state, np.zeros(1, np.int64), True)
     try:
         _helpers = _helpers if _helpers is not None and _helpers.pid == os.getpid() else _Helpers()
-        helped, t0 = _helpers.use(args[0]), time.perf_counter()
+        helped, t0 = _helpers.use(what := (args[0], args[1].dtype.char)), time.perf_counter()
         state[1] = _helpers.start((_worker, (*args, state)), threads - 1) if helped else 0
         _worker(*args, state, _helpers.ticket if helped else np.zeros(1, np.int64), True)
-        _helpers.record((args[0], helped), (time.perf_counter() - t0) / (B * args[1][0].size))
+        _helpers.record((*what, helped), (time.perf_counter() - t0) / (B * args[1][0].size))
     finally:
         _call_lock.release()
 
