@@ -13,13 +13,17 @@ icdmin.bench.problem()}. Needs the framework
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from icdmin.bench import PEERS, icdmin_times, problem, timings
+if importlib.util.find_spec("icdmin") is None:  # run from a checkout without an install (the bench sets PYTHONPATH)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from icdmin.bench import PEERS, icdmin_times, problem, timings  # noqa: E402
 
 
 def _torch_step(dtype, layout, threads):
@@ -83,6 +87,7 @@ def main(name: str, threads: int, repeat: int) -> int:
         ours += icdmin_times("softmax", threads, max(1, repeat // 10), getattr(np, dtype)).tolist()
     print(json.dumps({"times": times, "icdmin": ours, "loss": loss}))
     return 0
+
 
 if __name__ == "__main__":
     name, threads, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
