@@ -215,8 +215,7 @@ def get_num_threads() -> int:
     """Threads per call: ``numba.get_num_threads()`` once numba's pool started, else NUMBA_NUM_THREADS (no start)."""
     if not JIT_ENABLED:
         return 1
-    from numba.np.ufunc import parallel
-    return numba.get_num_threads() if getattr(parallel, "_is_initialized", False) else numba.config.NUMBA_NUM_THREADS
+    return numba.get_num_threads() if numba.np.ufunc.parallel._is_initialized else numba.config.NUMBA_NUM_THREADS
 
 
 def threads_for(B, n, L, kind=SOFTMAX) -> int:
@@ -230,8 +229,7 @@ class _Helpers:
 
     def __init__(self):
         self.pid, self.job, self.ranks, self.wake = os.getpid(), (0, None, 0), 0, threading.Condition()
-        self.ticket = np.zeros(32, np.int64)[16:17]  # the last job's number, alone in its cache line (polled)
-        self.calls, self.cost = 0, {}
+        self.ticket, self.calls, self.cost = np.zeros(32, np.int64)[16:17], 0, {}  # ticket: alone in a cache line
 
     def use(self, what) -> bool:
         """Use the helpers while that was faster per unit of work (moving averages), but probe the other choice PROBE
@@ -240,9 +238,11 @@ class _Helpers:
         return (self.cost.get((*what, True), 0) <= self.cost.get((*what, False), 0)) != (self.calls % 64 < PROBE)
 
     def record(self, key, s):
-        """Moving average of seconds per token·dimension of (kind, dtype, helped) calls, from the second (compiles)."""
-        old = self.cost.get(key)
-        self.cost[key] = 0.0 if old is None else s if old == 0.0 else 0.75 * old + 0.25 * min(s, 4 * old)  # cap: 4x
+        """Moving average of seconds per token·dimension of (kind, dtype, helped) calls (a sample capped at 4x), from
+        the second (compiles), without the first after a switch (a helper may be waking up)."""
+        if self.calls % 64 not in (0, PROBE):
+            old = self.cost.get(key)
+            self.cost[key] = 0.0 if old is None else s if old == 0.0 else 0.75 * old + 0.25 * min(s, 4 * old)
 
     def start(self, job, helpers) -> int:  # -> the job's number
         with self.wake:

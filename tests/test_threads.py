@@ -113,6 +113,7 @@ def test_helpers_are_used_while_faster_and_the_other_choice_is_probed():
     before, soft, lin = threading.active_count(), (1, "d"), (0, "d")
     for cheaper in (True, False):
         helpers = _kernels._Helpers()  # starts no thread by itself
+        helpers.calls = 10  # not just after a switch (call 0 and PROBE of every 64 are not counted)
         for s in (5.0, 1e-9):  # the first call of a kind is not counted (it may compile)
             helpers.record((*soft, cheaper), s)
         for s in (7.0, 3e-9):
@@ -120,6 +121,11 @@ def test_helpers_are_used_while_faster_and_the_other_choice_is_probed():
         assert helpers.cost == {(*soft, cheaper): 1e-9, (*soft, not cheaper): 3e-9}
         choices = [helpers.use(soft) for _ in range(640)]
         assert choices.count(not cheaper) == 10 * _kernels.PROBE  # PROBE calls in 64 probe the slower choice
+        for calls in (640, 640 + _kernels.PROBE):  # the first call after a switch is not counted
+            helpers.calls = calls
+            helpers.record((*soft, cheaper), 1.0)
+        assert helpers.cost[soft + (cheaper,)] == 1e-9
+        helpers.calls = 10
         helpers.record((*soft, cheaper), 1.0)  # one preempted call counts as 4 times the average at most
         assert helpers.cost[soft + (cheaper,)] == pytest.approx(1.75e-9, rel=1e-12)
         for _ in range(5):  # the moving average follows a change: the other choice becomes the cheaper
