@@ -63,7 +63,7 @@ else:
 
 
 LOG2E, LN2_HI, LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.9082149292705877e-10  # k * LN2_HI is exact
-SPIN, PROBE, GRAIN = 500_000, 3, 2**17  # a helper's polls (1.8 ns each here), _Helpers.use, threads_for
+SPIN, PROBE, PERIOD, GRAIN = 500_000, 3, 256, 2**17  # polls (1.8 ns each here); _Helpers.use; threads_for
 TAYLOR = tuple(1.0 / math.factorial(k) for k in range(12, -1, -1))  # 1/12!, ..., 1/0!
 
 
@@ -233,14 +233,14 @@ class _Helpers:
 
     def use(self, what) -> bool:
         """Use the helpers while that was faster per unit of work (moving averages), but probe the other choice PROBE
-        calls in 64: on a busy machine, a helper sharing the caller's CPU made calls 1.9 ms instead of 0.5."""
+        calls in PERIOD: on a busy machine, a helper sharing the caller's CPU made calls 1.9 ms instead of 0.5."""
         self.calls += 1
-        return (self.cost.get((*what, True), 0) <= self.cost.get((*what, False), 0)) != (self.calls % 64 < PROBE)
+        return (self.cost.get((*what, True), 0) <= self.cost.get((*what, False), 0)) != (self.calls % PERIOD < PROBE)
 
     def record(self, key, s):
         """Moving average of seconds per token·dimension of (kind, dtype, helped) calls (a sample capped at 4x), from
         the second (compiles), without the first after a switch (a helper may be waking up)."""
-        if self.calls % 64 not in (0, PROBE):
+        if self.calls % PERIOD not in (0, PROBE):
             old = self.cost.get(key)
             self.cost[key] = 0.0 if old is None else s if old == 0.0 else 0.75 * old + 0.25 * min(s, 4 * old)
 

@@ -110,18 +110,18 @@ def test_grain_rule_keeps_small_calls_serial(monkeypatch):
 
 
 def test_helpers_are_used_while_faster_and_the_other_choice_is_probed():
-    before, soft, lin = threading.active_count(), (1, "d"), (0, "d")
+    before, soft, lin, period = threading.active_count(), (1, "d"), (0, "d"), _kernels.PERIOD
     for cheaper in (True, False):
         helpers = _kernels._Helpers()  # starts no thread by itself
-        helpers.calls = 10  # not just after a switch (call 0 and PROBE of every 64 are not counted)
+        helpers.calls = 10  # not just after a switch (calls 0 and PROBE of every PERIOD are not counted)
         for s in (5.0, 1e-9):  # the first call of a kind is not counted (it may compile)
             helpers.record((*soft, cheaper), s)
         for s in (7.0, 3e-9):
             helpers.record((*soft, not cheaper), s)
         assert helpers.cost == {(*soft, cheaper): 1e-9, (*soft, not cheaper): 3e-9}
-        choices = [helpers.use(soft) for _ in range(640)]
-        assert choices.count(not cheaper) == 10 * _kernels.PROBE  # PROBE calls in 64 probe the slower choice
-        for calls in (640, 640 + _kernels.PROBE):  # the first call after a switch is not counted
+        choices = [helpers.use(soft) for _ in range(10 * period)]
+        assert choices.count(not cheaper) == 10 * _kernels.PROBE  # PROBE calls in PERIOD probe the slower choice
+        for calls in (10 * period, 10 * period + _kernels.PROBE):  # the first call after a switch is not counted
             helpers.calls = calls
             helpers.record((*soft, cheaper), 1.0)
         assert helpers.cost[soft + (cheaper,)] == 1e-9
@@ -130,11 +130,11 @@ def test_helpers_are_used_while_faster_and_the_other_choice_is_probed():
         assert helpers.cost[soft + (cheaper,)] == pytest.approx(1.75e-9, rel=1e-12)
         for _ in range(5):  # the moving average follows a change: the other choice becomes the cheaper
             helpers.record((*soft, cheaper), 9e-9)
-        assert [helpers.use(soft) for _ in range(64)].count(not cheaper) == 64 - _kernels.PROBE
+        assert [helpers.use(soft) for _ in range(period)].count(not cheaper) == period - _kernels.PROBE
         for key, s in (((*lin, cheaper), 0.0), ((*lin, cheaper), 1e-9), ((*lin, not cheaper), 0.0),
                        ((*lin, not cheaper), 3e-9)):  # the averages are per kind and dtype
             helpers.record(key, s)
-        assert [helpers.use(lin) for _ in range(64)].count(cheaper) == 64 - _kernels.PROBE
+        assert [helpers.use(lin) for _ in range(period)].count(cheaper) == period - _kernels.PROBE
     assert threading.active_count() == before
 
 
