@@ -139,6 +139,10 @@ def loss_and_grads_identity(X, x_tilde, x, alpha, beta, kind="softmax"):
     X3 = as_float_array("X", X, ndim=(2, 3), finite=False)  # real only (the traces below are real numbers)
     as_float_array("x_tilde", x_tilde, ndim=(1, 2), finite=False)
     as_float_array("x", x, ndim=(1, 2), finite=False)
+    biggest = float(np.finfo(X3.dtype).max)  # beta * eye is cast to X's dtype: it must not overflow there
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if abs(value) > biggest:
+            raise ValueError(f"{name}: expected |{name}| <= {biggest:.4g} (the largest {X3.dtype} of X), got {value!r}")
     eye = np.eye(X3.shape[-2], dtype=X3.dtype)
     try:
         loss, dW_KQ, dW_PV = loss_and_grads(X, x_tilde, x, beta * eye, alpha * eye, kind)

@@ -227,8 +227,9 @@ def test_single_prompt_form_equals_batch_of_one(size, seed, kind):
 
 def test_bad_input_identity_and_general_gaussian():
     X, x_tilde, x, W_KQ, W_PV = attention_problem(0, 2, 3, 4)
-    with pytest.raises(ValueError, match="alpha"):
-        loss_and_grads_identity(X, x_tilde, x, np.nan, 1.0)
+    for alpha, X_ in ((np.nan, X), (1e300, X.astype(np.float32))):  # 1e300 overflows X's float32 (found by fuzzing)
+        with pytest.raises(ValueError, match="alpha"):
+            loss_and_grads_identity(X_, x_tilde, x, alpha, 1.0)
     with pytest.raises(TypeError, match="beta"):
         loss_and_grads_identity(X, x_tilde, x, 1.0, "big")
     with pytest.raises(ValueError, match="kind"):
