@@ -267,10 +267,10 @@ _helpers, _call_lock = None, threading.Lock()
 os.register_at_fork(after_in_child=lambda: globals().update(_helpers=None, _call_lock=threading.Lock()))
 
 
-def _run(args, B, threads):
-    """_worker(*args, state, ticket, caller) on the caller and, if it pays, threads − 1 helpers (prompts 0..B-1)."""
+def _run(args, B):
+    """_worker(*args, state = [claims, job number, done flag per prompt]) on the caller and helpers if threads_for."""
     global _helpers
-    state = np.zeros(B + 2, np.int64)  # the claim counter, the job's number, one done flag per prompt
+    threads, state = threads_for(B, *args[1].shape[1:], args[0]), np.zeros(B + 2, np.int64)  # args[:2]: kind, X
     if threads < 2 or not _call_lock.acquire(blocking=False):
         return _worker(*args, state, np.zeros(1, np.int64), True)
     try:
@@ -285,16 +285,16 @@ def _run(args, B, threads):
 
 def forward(kind, X, x_tilde, W_KQ, W_PV):
     """Output W_PV X a per prompt (Eqs. 11, 12, 14), C arrays of one dtype: X (B, n, L), x_tilde (B, n) -> (B, n)."""
-    (B, n, L), out, KQ = X.shape, np.empty(X.shape[:2], X.dtype), np.empty((0,) + W_KQ.shape, X.dtype)
-    _run((kind, X, x_tilde, x_tilde, W_KQ, W_PV, np.arange(B), 1.0, np.empty(0), KQ, KQ, out), B, threads_for(B, n, L))
+    B, out, KQ = X.shape[0], np.empty(X.shape[:2], X.dtype), np.empty((0,) + W_KQ.shape, X.dtype)
+    _run((kind, X, x_tilde, x_tilde, W_KQ, W_PV, np.arange(B), 1.0, np.empty(0), KQ, KQ, out), B)
     return out
 
 
 def loss_and_grads(kind, X, x_tilde, x, W_KQ, W_PV, index):
     """Fused forward + MSE + backward of the prompts ``index`` of X, x_tilde, x (read in place); returns (loss,
     dW_KQ, dW_PV). Shapes: X (N, n, L), x_tilde, x (N, n), W (n, n), index (B,) int64 -> float, (n, n), (n, n)."""
-    B, n, L = index.shape[0], X.shape[1], X.shape[2]
+    B, n = index.shape[0], X.shape[1]
     loss, KQ, PV = np.empty(B), np.empty((B, n, n), X.dtype), np.empty((B, n, n), X.dtype)  # per-prompt slots
     args = (kind, X, x_tilde, x, W_KQ, W_PV, index, 2.0 / (B * n), loss, KQ, PV, np.empty((0, n), X.dtype))
-    _run(args, B, threads_for(B, n, L, kind))
+    _run(args, B)
     return loss.sum() / (B * n), KQ.sum(axis=0), PV.sum(axis=0)  # fixed orders, whoever computed the slots
