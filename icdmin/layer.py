@@ -248,9 +248,8 @@ def check_attention_inputs(X, x_tilde, x, W_KQ, W_PV, kind):
 
 # the MSE loss and its gradients (Eq. 9) live in icdmin.loss, which builds on this module; they are re-exported here
 # on first use (so that either module may be imported first)
-_FROM_LOSS = {name: name for name in ("loss_and_grads", "loss_and_grads_identity", "loss_and_grads_numpy",
-                                      "loss_and_grads_unchecked", "mse_backward", "mse_forward")}
-_FROM_LOSS["_loss_and_grads_unchecked"] = "loss_and_grads_unchecked"  # the former name (tests/test_kernels.py)
+_FROM_LOSS = ("loss_and_grads", "loss_and_grads_identity", "loss_and_grads_numpy", "loss_and_grads_unchecked",
+              "mse_backward", "mse_forward")
 
 
 def __getattr__(name: str):
@@ -258,5 +257,5 @@ def __getattr__(name: str):
     if name in _FROM_LOSS:
         from . import loss
 
-        return getattr(loss, _FROM_LOSS[name])
+        return getattr(loss, name)
     raise AttributeError(f"module 'icdmin.layer' has no attribute {name!r}")

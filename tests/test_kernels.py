@@ -19,12 +19,12 @@ from strategies import attention_problem, dims, finite_floats, seeds
 from icdmin import _kernels
 from icdmin.layer import (
     KINDS,
-    _loss_and_grads_unchecked,
     attention_forward,
     backend_for,
     loss_and_grads,
     loss_and_grads_numpy,
 )
+from icdmin.loss import loss_and_grads_unchecked
 
 kinds = st.sampled_from(KINDS)
 
@@ -143,7 +143,7 @@ def test_attention_module_exposes_unchecked_entry_point():
     """The training loop's entry point returns what the checked one does."""
     X, q, x, W_KQ, W_PV = attention_problem(1, 4, 3, 6)
     for kind in KINDS:
-        a = _loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind)
+        a = loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind)
         b = loss_and_grads(X, q, x, W_KQ, W_PV, kind)
         assert a[0] == b[0]
         np.testing.assert_array_equal(a[1], b[1])
@@ -151,7 +151,7 @@ def test_attention_module_exposes_unchecked_entry_point():
 
 @given(dims(max_n=5, max_L=12, max_B=6), seeds, kinds, st.booleans())
 def test_index_reads_the_batch_in_place(size, seed, kind, numpy_path):
-    """_loss_and_grads_unchecked(..., index=idx) equals the NumPy specification on X[idx] (repeats allowed),
+    """loss_and_grads_unchecked(..., index=idx) equals the NumPy specification on X[idx] (repeats allowed),
     on the kernel path and on the NumPy fallback."""
     X, q, x, W_KQ, W_PV = attention_problem(seed, size["B"], size["n"], size["L"], 2.0)
     idx = np.random.default_rng(seed).integers(0, size["B"], size=size["B"] + 2)
@@ -159,7 +159,7 @@ def test_index_reads_the_batch_in_place(size, seed, kind, numpy_path):
     jit = _kernels.JIT_ENABLED
     try:
         _kernels.JIT_ENABLED = jit and not numpy_path
-        got = _loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind, index=idx)
+        got = loss_and_grads_unchecked(X, q, x, W_KQ, W_PV, kind, index=idx)
     finally:
         _kernels.JIT_ENABLED = jit
     for g, v in zip(got, want):
