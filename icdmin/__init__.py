@@ -83,8 +83,12 @@ from .gaussian_attention import attention_gaussian, loss_and_grads_gaussian
 def __getattr__(name: str):
     """``reproduce`` and ``EXPERIMENTS`` belong to the reproduction layer, imported on first use only: ``import icdmin``
     loads the core (tasks, Bayes, baselines, energy, attention, training) and nothing else."""
-    if name in ("EXPERIMENTS", "reproduce"):
-        from . import experiments
+    if name == "EXPERIMENTS":
+        from .experiments import EXPERIMENTS
 
-        return getattr(experiments, name)
+        return EXPERIMENTS
+    if name == "reproduce":
+        from .runner import reproduce
+
+        return reproduce
     raise AttributeError(f"module 'icdmin' has no attribute {name!r}")

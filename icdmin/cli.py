@@ -11,7 +11,7 @@ import sys
 
 
 def _reproduce(args) -> int:
-    from .runner import check_args, run
+    from .runner import check_args, reproduce
 
     only = None if args.only is None else [name.strip() for name in args.only.split(",")]
     if only is not None and not all(only):
@@ -22,7 +22,7 @@ def _reproduce(args) -> int:
     except (TypeError, ValueError) as err:  # the message starts with the argument's name: "seed: expected ..."
         name, _, message = str(err).partition(": ")
         args.parser.error(f"argument --{name}: {message}")
-    return run(**checked)
+    return reproduce(**checked)
 
 
 def _bench(args) -> int:

@@ -1,7 +1,7 @@
 """Every setting and reference number of the paper (and of the authors' code) that the reproduction uses, in one place.
 
-The experiments (:mod:`icdmin.experiments` and its ``experiments_*`` modules), the verdicts and the figures import
-these names; nothing else in icdmin types them again. :data:`SOURCES` gives each name its origin:
+The experiment modules (``icdmin.exp_*``, one per figure: plans, units, verdicts, figures) import these names;
+nothing else in icdmin types them again. :data:`SOURCES` gives each name its origin:
 
 - the paper: Smart, Bietti, Sengupta, "In-context denoising with one-layer transformers", ICML 2025, arXiv 2502.05164
   (figure, section or equation; numbers printed inside a figure are read from its text layer);

@@ -1,11 +1,12 @@
 """The runner behind ``python -m icdmin reproduce``: check, schedule, seed, collect, write, print.
 
-An experiment (``icdmin.experiments.EXPERIMENTS``) is split into *units*: top-level functions with plain keyword
-arguments that return plain data (one training run, one Monte-Carlo table, ...). Every unit of every selected
-experiment goes into one pool of ``jobs`` processes (spawn start method, so it is safe everywhere); identical units
-requested by two experiments (e.g. the Fig. 3 run reused by Fig. 6) run once. Every random draw of a unit comes from
-seeds written into its arguments by the planner, derived from the master seed and the unit's *name* (never from the
-worker or the order of completion), so ``results.json`` does not depend on ``jobs``.
+The experiments are the runner's list, :data:`icdmin.experiments.EXPERIMENTS` (one module per figure); each is split
+into *units*: top-level functions with plain keyword arguments that return plain data (one training run, one
+Monte-Carlo table, ...). Every unit of every selected experiment goes into one pool of ``jobs`` processes (spawn start
+method, so it is safe everywhere); identical units requested by two experiments (e.g. the Fig. 3 run reused by Fig. 6)
+run once. Every random draw of a unit comes from seeds written into its arguments by the planner, derived from the
+master seed and the unit's *name* (:func:`icdmin.exp_common.derive_seed`; never from the worker or the order of
+completion), so ``results.json`` does not depend on ``jobs``.
 
 Outputs in ``out`` (by :mod:`icdmin.outputs`, with ``manifest.json``): ``results.json`` (sorted keys, floats rounded
 to ``SIG_DIGITS`` significant digits; wall times only under ``timings``, machine, versions and command line only under
@@ -22,22 +23,15 @@ import os
 import signal
 import sys
 import time
-import zlib
 
 import numpy as np
 
-from . import outputs, workers
+from . import experiments, outputs, workers
 
-__all__ = ["INTERRUPTED", "SIG_DIGITS", "check_args", "derive_seed", "plain", "run", "run_unit"]
+__all__ = ["INTERRUPTED", "SIG_DIGITS", "check_args", "plain", "reproduce", "run_unit"]
 
 SIG_DIGITS = 6  # significant digits kept in results.json (reruns then agree byte for byte)
 INTERRUPTED = 130  # exit code after Ctrl-C (128 + SIGINT), as shells report it
-
-
-def derive_seed(master: int, *labels) -> int:
-    """A 32-bit seed for the unit named by ``labels``, independent of scheduling (SeedSequence of CRC-32s)."""
-    words = [int(master)] + [zlib.crc32(str(label).encode()) for label in labels]
-    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 def plain(obj, sig: int = SIG_DIGITS):
@@ -74,28 +68,27 @@ def _check_int(name: str, value, low: int, high: int) -> int:
 
 
 def check_args(out, *, quick=False, only=None, jobs=2, seed=0, strict=True) -> dict:
-    """Validate :func:`run`'s arguments before any compute; return them with ``only`` as a list of experiment names.
+    """Validate :func:`reproduce`'s arguments before any compute; return them, ``only`` as a list of names.
 
     ``only``: None (every experiment) or a non-empty list of names of ``EXPERIMENTS`` or ``ALIASES``; ``jobs`` in
     [1, 1024]; ``seed`` in [0, 2**32); ``quick``, ``strict``: booleans. ``out`` is checked last (it is created and a
     test file written and removed in it, :func:`icdmin.outputs.check_out_dir`). Raises TypeError / ValueError whose
     message starts with the argument's name.
     """
-    from .experiments import ALIASES, EXPERIMENTS
-
+    known, aliases = experiments.EXPERIMENTS, experiments.ALIASES
     for name, flag in (("quick", quick), ("strict", strict)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name}: expected True or False, got {type(flag).__name__} {flag!r}")
-    names = list(EXPERIMENTS)
+    names = list(known)
     if only is not None:
         if isinstance(only, str) or not isinstance(only, (list, tuple)):
             raise TypeError(f"only: expected a list of experiment names, got {type(only).__name__} {only!r}")
         if not only:
             raise ValueError(f"only: expected at least one experiment name, got {only!r}; choose from {names}")
-        unknown = [x for x in only if not isinstance(x, str) or (x not in EXPERIMENTS and x not in ALIASES)]
+        unknown = [x for x in only if not isinstance(x, str) or (x not in known and x not in aliases)]
         if unknown:
-            raise ValueError(f"only: unknown experiment(s) {unknown}; choose from {names} or {sorted(ALIASES)}")
-        wanted = {m for x in only for m in ALIASES.get(x, (x,))}
+            raise ValueError(f"only: unknown experiment(s) {unknown}; choose from {names} or {sorted(aliases)}")
+        wanted = {m for x in only for m in aliases.get(x, (x,))}
         names = [x for x in names if x in wanted]
     jobs, seed = _check_int("jobs", jobs, 1, 1024), _check_int("seed", seed, 0, 2**32 - 1)
     out = outputs.check_out_dir(out)
@@ -109,13 +102,6 @@ def run_unit(fn, kwargs: dict):
     return value, (time.perf_counter() - t0, time.process_time() - c0)
 
 
-def _unit_function(spec, experiment: str, label: str):
-    """The function of a planned unit (a top-level function: it is sent to the workers by reference)."""
-    if not callable(spec):
-        raise TypeError(f"experiment {experiment!r}, unit {label!r}: expected a unit function, got {spec!r}")
-    return spec
-
-
 def _unit_key(fn, kwargs: dict) -> str:
     return f"{fn.__module__}.{fn.__qualname__}" + json.dumps(plain(kwargs, 17), sort_keys=True)
 
@@ -124,16 +110,15 @@ class _Run:
     """One reproduction: its plan, the units' results as they arrive, and the files written so far."""
 
     def __init__(self, out, quick, names, seed, jobs):
-        from . import experiments
-
         self.out, self.quick, self.names, self.seed, self.jobs = out, quick, names, seed, jobs
         self.exps = {name: experiments.EXPERIMENTS[name] for name in names}
         self.configs = {name: exp.config(quick) for name, exp in self.exps.items()}
         self.plans, self.units = {}, {}  # name -> {label: (key, fn, kwargs)}; key -> (fn, kwargs, cost)
         for name, exp in self.exps.items():
             self.plans[name] = {}
-            for label, (spec, kwargs, cost) in exp.plan(self.configs[name], seed).items():
-                fn = _unit_function(spec, name, label)
+            for label, (fn, kwargs, cost) in exp.plan(self.configs[name], seed).items():
+                if not callable(fn):  # a top-level function: it is sent to the workers by reference
+                    raise TypeError(f"experiment {name!r}, unit {label!r}: expected a unit function, got {fn!r}")
                 key = _unit_key(fn, kwargs)
                 self.plans[name][label] = (key, fn, kwargs)
                 self.units.setdefault(key, (fn, kwargs, cost))
@@ -203,18 +188,14 @@ class _Run:
 
     def publish(self):
         """Verdicts, results.json (before any drawing), the table, figures, manifest; (table, pictures, removed)."""
-        from . import verdicts
-
-        table = verdicts.verdicts(self.results, quick=self.quick)
+        table = experiments.verdicts(self.results, quick=self.quick)
         self.write_tables()
         self.folder.write("results.json", self.document(table, compute_wall_s=time.perf_counter() - self.t_start))
         held = sum(row["holds"] for row in table)
         print(f"\n{outputs.format_verdicts(plain(table))}\n\n{held}/{len(table)} claims hold within their stated "
               "tolerance.", flush=True)
         t_fig = time.perf_counter()
-        from . import figures
-
-        pictures = self.folder.write_rendered(lambda folder: figures.render(self.document(table), folder))
+        pictures = self.folder.write_rendered(lambda folder: experiments.render(self.document(table), folder))
         self.total_s = time.perf_counter() - self.t_start
         timing = dict(compute_wall_s=t_fig - self.t_start, total_wall_s=self.total_s,
                       figures_s=time.perf_counter() - t_fig)
@@ -243,12 +224,19 @@ class _Run:
         return INTERRUPTED
 
 
-def run(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: int = 2, seed: int = 0,
-        strict: bool = True) -> int:
-    """Run the selected experiments; write ``out/results.json``, CSVs, figures, manifest; print the verdict table.
+def reproduce(out: str = "icdmin-results", *, quick: bool = False, only=None, jobs: int = 2, seed: int = 0,
+              strict: bool = True) -> int:
+    """Run the paper's experiments; write ``out/results.json``, CSVs, figures, ``manifest.json``; print the verdicts.
 
-    Arguments as in :func:`check_args` (validated first, TypeError / ValueError before any compute). Returns 0 when
-    every claim holds (or ``strict`` is False), 1 when one fails, 130 after Ctrl-C (the finished experiments kept).
+    ``out``: output directory (created if missing; must be writable). ``quick``: fewer seeds and shorter runs (about
+    30 s on 2 cores) instead of the default (about 3 minutes). ``only``: a non-empty list of experiment names (see
+    :data:`icdmin.experiments.EXPERIMENTS`; aliases "fig4", "fig7"); default all. ``jobs``: worker processes, >= 1
+    (results do not depend on it). ``seed``: master seed in [0, 2**32); every unit's seeds derive from it and the
+    unit's name. ``strict``: when True, a claim that does not hold makes the return code 1. Bad arguments raise
+    TypeError / ValueError naming the argument, before any compute (:func:`check_args`).
+
+    Returns 0 when every claim holds (or ``strict`` is False), 1 when a claim fails, 130 after Ctrl-C (the
+    experiments that finished are kept in results.json, marked incomplete).
     """
     args = check_args(out, quick=quick, only=only, jobs=jobs, seed=seed, strict=strict)
     names, out, mode = args["only"], args["out"], "quick" if args["quick"] else "default"

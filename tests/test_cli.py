@@ -27,7 +27,7 @@ def _icdmin(*args, timeout=120, **kwargs):
 
 
 def _cheap(out, **kwargs):
-    return experiments.reproduce(str(out), quick=True, only=["prop32"], jobs=1, **kwargs)
+    return runner.reproduce(str(out), quick=True, only=["prop32"], jobs=1, **kwargs)
 
 
 def _load(path):
@@ -88,16 +88,16 @@ def test_reproduce_function_rejects_bad_arguments_naming_them(tmp_path):
              (dict(strict=None), TypeError, "strict")]
     for kwargs, error, name in cases:
         with pytest.raises(error, match=f"^{name}:"):
-            experiments.reproduce(str(out), **{"quick": True, **kwargs})
+            runner.reproduce(str(out), **{"quick": True, **kwargs})
     assert not out.exists()  # --out is created only once every other argument is valid
     for bad, error in (("", ValueError), (None, TypeError), (str(tmp_path / "f.txt"), ValueError)):
         (tmp_path / "f.txt").write_text("a file")
         with pytest.raises(error, match="^out:"):
-            experiments.reproduce(bad, quick=True, only=["prop32"])
+            runner.reproduce(bad, quick=True, only=["prop32"])
 
 
 # ------------------------------------------------------------------------------------------------- exit codes
-_FAIL_ALL = ("import sys, icdmin.verdicts as v; f = v.verdicts; "
+_FAIL_ALL = ("import sys, icdmin.experiments as v; f = v.verdicts; "
              "v.verdicts = lambda r, quick=False: [dict(row, holds=False) for row in f(r, quick=quick)]; "
              "from icdmin.cli import main; sys.exit(main(sys.argv[1:]))")
 
@@ -139,7 +139,7 @@ def test_manifest_lists_the_files_and_stale_outputs_go_but_foreign_files_stay(tm
     manifest_doc["files"]["fig9.csv"] = {"bytes": 1, "sha256": "0" * 64}  # listed, but not with this content
     manifest_doc["files"]["../escape.txt"] = manifest_doc["files"]["prop32.csv"]
     (out / outputs.MANIFEST).write_text(json.dumps(manifest_doc))
-    assert experiments.reproduce(str(out), quick=True, only=["thm31"], jobs=1) == 0
+    assert runner.reproduce(str(out), quick=True, only=["thm31"], jobs=1) == 0
     left = set(os.listdir(out))
     assert "prop32.csv" not in left and "thm31.csv" in left  # the earlier run's output went
     assert {"notes.txt", "fig9.csv"} <= left
@@ -191,7 +191,7 @@ def test_interrupt_keeps_the_finished_experiments_marked_incomplete(tmp_path, mo
                                   lambda cfg, values: {})
     monkeypatch.setitem(experiments.EXPERIMENTS, "zstop", stop)  # runs after prop32 (cost 0, planned last)
     out = tmp_path / "o"
-    assert experiments.reproduce(str(out), quick=True, only=["prop32", "zstop"], jobs=1) == runner.INTERRUPTED
+    assert runner.reproduce(str(out), quick=True, only=["prop32", "zstop"], jobs=1) == runner.INTERRUPTED
     doc = _load(out / "results.json")
     assert list(doc["results"]) == ["prop32"] and doc["meta"]["complete"] is False
     assert doc["meta"]["missing"] == ["zstop"] and doc["verdicts"] == []

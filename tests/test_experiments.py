@@ -15,11 +15,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icdmin import experiments, paper
-from icdmin.experiments_energy import _fit_slope
-from icdmin.experiments_train import transform_matrix, unit_baselines, unit_train
-from icdmin.experiments_weights import fit_scalar, unit_landscape
-from icdmin.runner import SIG_DIGITS, derive_seed, plain
+from icdmin import experiments, paper, runner
+from icdmin.exp_common import derive_seed, fit_slope, unit_train
+from icdmin.exp_fig3 import unit_baselines
+from icdmin.exp_fig6 import unit_landscape
+from icdmin.exp_fig8 import fit_scalar
+from icdmin.paper import transform_matrix
+from icdmin.runner import SIG_DIGITS, plain
 from strategies import finite_floats, seeds
 
 CHEAP = ["fig4b", "prop32", "thm31"]  # a few seconds in quick mode; fig4b trains three small models
@@ -54,7 +56,7 @@ def _without_timings(text):
 @pytest.mark.slow
 def test_quick_run_has_every_key_and_its_verdicts_hold(tmp_path, capsys):
     out = str(tmp_path / "quick")
-    assert experiments.reproduce(out, quick=True, jobs=2, seed=0) == 0
+    assert runner.reproduce(out, quick=True, jobs=2, seed=0) == 0
     text, doc = _load(out)
     assert {"meta", "results", "verdicts", "timings"} <= set(doc)  # the runner may add more (provenance)
     assert set(doc["results"]) == set(experiments.EXPERIMENTS) == set(EXPECTED_KEYS)
@@ -88,8 +90,8 @@ def _has_matplotlib():
 
 def test_same_seed_same_bytes_whatever_the_number_of_jobs(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    assert experiments.reproduce(a, quick=True, only=CHEAP, jobs=1, seed=3) == 0
-    assert experiments.reproduce(b, quick=True, only=CHEAP, jobs=2, seed=3) == 0
+    assert runner.reproduce(a, quick=True, only=CHEAP, jobs=1, seed=3) == 0
+    assert runner.reproduce(b, quick=True, only=CHEAP, jobs=2, seed=3) == 0
     text_a, doc_a = _load(a)
     text_b, _ = _load(b)
     assert _without_timings(text_a) == _without_timings(text_b)
@@ -104,16 +106,16 @@ def test_same_seed_same_bytes_whatever_the_number_of_jobs(tmp_path):
 
 def test_a_different_seed_changes_the_results(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    assert experiments.reproduce(a, quick=True, only=["prop32"], jobs=1, seed=0) == 0
-    assert experiments.reproduce(b, quick=True, only=["prop32"], jobs=1, seed=1) == 0
+    assert runner.reproduce(a, quick=True, only=["prop32"], jobs=1, seed=0) == 0
+    assert runner.reproduce(b, quick=True, only=["prop32"], jobs=1, seed=1) == 0
     assert _load(a)[1]["results"] != _load(b)[1]["results"]
 
 
 def test_only_rejects_unknown_names_and_bad_jobs(tmp_path):
     with pytest.raises(ValueError, match="only: unknown experiment"):
-        experiments.reproduce(str(tmp_path), only=["fig99"])
+        runner.reproduce(str(tmp_path), only=["fig99"])
     with pytest.raises(ValueError, match="jobs"):
-        experiments.reproduce(str(tmp_path), only=["prop32"], jobs=0)
+        runner.reproduce(str(tmp_path), only=["prop32"], jobs=0)
     assert not os.path.exists(os.path.join(tmp_path, "results.json"))
 
 
@@ -126,7 +128,7 @@ def test_aliases_name_real_experiments():
 def test_figures_are_skipped_cleanly_without_matplotlib(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     out = str(tmp_path / "nofig")
-    assert experiments.reproduce(out, quick=True, only=["prop32"], jobs=1) == 0
+    assert runner.reproduce(out, quick=True, only=["prop32"], jobs=1) == 0
     assert "figures skipped" in capsys.readouterr().out
     assert not [f for f in os.listdir(out) if f.endswith(".png")]
     assert os.path.exists(os.path.join(out, "results.json"))
@@ -173,7 +175,7 @@ def test_fit_scalar_recovers_an_exact_multiple(seed, c):
 @given(slope=finite_floats(-3, 3), intercept=finite_floats(-3, 3))
 def test_fit_slope_recovers_a_power_law(slope, intercept):
     x = np.array([1.0, 3.0, 10.0, 30.0, 100.0])
-    fit = _fit_slope(x, np.exp(intercept) * x**slope)
+    fit = fit_slope(x, np.exp(intercept) * x**slope)
     assert fit["slope"] == pytest.approx(slope, abs=1e-9)
     assert fit["slope_se"] < 1e-6
 

@@ -3,7 +3,7 @@
 Rules (issue 8):
 
 1. Two layers. The CORE (the maths: tasks, Bayes, baselines, energy, attention, loss, training) never imports the
-   PAPER layer (the reproduction: experiments, runner, verdicts, figures, CLI, bench), at any depth: deferred imports
+   PAPER layer (the reproduction: experiments and its exp_* modules, runner, CLI, bench), at any depth: deferred imports
    inside functions and ``importlib.import_module("icdmin.x")`` count. Every module is in exactly one layer.
 2. No private name crosses a module boundary inside the package: no ``from .x import _name`` (or
    ``from icdmin.x import _name``), no ``module._name`` on an imported icdmin module. Leading-underscore *modules*
@@ -40,15 +40,15 @@ CORE = frozenset({
     "train_setup", "training",
 })
 PAPER = frozenset({
-    "__main__", "bench", "cli", "experiments", "experiments_energy", "experiments_train", "experiments_weights",
-    "figures", "outputs", "paper", "runner", "train_cli", "verdicts", "workers",
+    "__main__", "bench", "cli", "exp_common", "exp_fig3", "exp_fig4a", "exp_fig4b", "exp_fig5", "exp_fig6", "exp_fig8",
+    "exp_oracle", "exp_prop32", "exp_thm31", "experiments", "outputs", "paper", "runner", "train_cli", "workers",
 })
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 50
 SIZE_EXCEPTIONS = {  # "module.function" or a path -> the reason
 }
 # the one allowed CORE -> PAPER import: icdmin.reproduce / icdmin.EXPERIMENTS resolve on first use, through the
 # package's module __getattr__ (so that `import icdmin` loads the core only; checked in a subprocess below)
-LAZY_GATEWAY = ("__init__", "__getattr__", "experiments")
+LAZY_GATEWAY = ("__init__", "__getattr__", {"runner", "experiments"})
 
 
 def _modules() -> dict[str, str]:
@@ -155,11 +155,11 @@ def test_every_module_is_in_exactly_one_layer():
 
 def test_core_never_imports_paper():
     modules = _modules()
-    module, function, target = LAZY_GATEWAY
+    module, function, targets = LAZY_GATEWAY
     bad = {name: sorted(imported_modules(src, modules, function if name == module else None) & PAPER)
            for name, src in modules.items() if name in CORE}
     assert not {k: v for k, v in bad.items() if v}, bad
-    assert imported_modules(modules[module], modules) & PAPER == {target}  # the gateway, and nothing else
+    assert imported_modules(modules[module], modules) & PAPER == targets  # the gateway, and nothing else
 
 
 def test_no_private_name_crosses_a_module_boundary():

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from icdmin import experiments, verdicts
+from icdmin import experiments
 from icdmin.runner import plain
 
 # the modules themselves, by import_module
@@ -149,11 +149,11 @@ DOCTORS = [  # (claim prefix, what the doctor does, doctor)
 
 
 def _rows(results, quick=False):
-    return {r["claim"]: r for r in verdicts.verdicts(results, quick=quick)}
+    return {r["claim"]: r for r in experiments.verdicts(results, quick=quick)}
 
 
 def test_good_results_hold_and_every_row_has_fields():
-    rows = verdicts.verdicts(good())
+    rows = experiments.verdicts(good())
     assert len(rows) == 39
     for r in rows:
         assert r["holds"], r

@@ -1,9 +1,7 @@
-"""Structure of the learned weights: Fig. 6 (the (alpha, beta) landscape) and Fig. 8 / App. H (a global transform A).
+"""Fig. 6 and App. G (arXiv 2502.05164): the (α, β) loss landscape of softmax attention over scaled identities.
 
-See :mod:`icdmin.experiments` for the experiment protocol (``config`` / ``plan`` / ``combine``). Fig. 6 reuses the
-seed-0 softmax runs of Fig. 3 (same unit, run once) and their training data; Fig. 8 trains on the linear task with
-prompts (A X, A x̃) for a fixed A, with the target x (Eq. A.12) or A x (Eq. A.13, the authors' code convention).
-
+The training loss of W_KQ = βI, W_PV = αI on the Fig. 3 training set (Cases 2 and 3), exact in α for each β, with
+the trained model of Fig. 3 (seed 0: the same unit, run once) and the theory point (1, 1/σ_Z²) of Eq. (13).
 Legend: ``B`` prompts, ``n`` = 16 ambient dimension, ``L`` context tokens.
 """
 
@@ -11,21 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layer import attention
 from .dam import softmax
-from .experiments_train import fig3_config, fig3_data_seed, fig3_run, unit_train
-from .paper import A_SEED, FIG8_EPOCHS, L_PAPER, N, THEORY_POINT, make_task, transform_matrix
-from .runner import derive_seed
+from .exp_common import LABEL, Z, case_title, claim, fig3_config, fig3_data_seed, fig3_run, fmt, mean_se
+from .layer import attention
+from .paper import AUTHORS, L_PAPER, THEORY_POINT, make_task
 from .training import split_prompts
 
-__all__ = ["WEIGHT_EXPERIMENTS", "fit_scalar", "unit_landscape"]
+__all__ = ["FIGURES", "TITLE", "combine", "config", "plan", "unit_landscape", "verdicts"]
 
-
-def fit_scalar(W, T) -> dict:
-    """Best c in W ≈ c T (least squares) and the relative residual ||W − cT||_F / ||W||_F."""
-    W, T = np.asarray(W, dtype=float), np.asarray(T, dtype=float)
-    c = float(np.sum(W * T) / np.sum(T * T))
-    return {"scale": c, "rel_residual": float(np.linalg.norm(W - c * T) / np.linalg.norm(W))}
+TITLE = "Fig. 6: (alpha, beta) loss landscape over scaled identities"
 
 
 def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fraction=0.2, check=(1.3, 4.0),
@@ -34,8 +26,7 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
 
     For fixed β the output is α u_b(β) with u_b = X_b softmax(β X_bᵀ x̃_b), so the MSE is the quadratic
     (α² a(β) − 2α b(β) + c) / n with a = mean_b |u_b|², b = mean_b ⟨u_b, x_b⟩, c = mean_b |x_b|²: one softmax per
-    β
-    gives the whole α axis exactly. The dataset is the one :func:`icdmin.training.train` draws for ``data_seed``.
+    β gives the whole α axis exactly. The dataset is the one :func:`icdmin.training.train` draws for ``data_seed``.
     ``check`` = (α, β) is evaluated once through :func:`icdmin.layer.attention` as a cross-check.
     ``theory_minus_min``: the per-prompt loss at ``theory`` (Eq. 13's (1, 1/σZ²)) minus the loss at the grid's
     valley minimum, mean and standard error over the prompts (paired: same prompts).
@@ -62,7 +53,7 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
     diff = _per_prompt_loss(X, q, x, scores, *theory) - _per_prompt_loss(X, q, x, scores, alpha_k, betas[k])
     return {"betas": list(betas), "a": a, "b": b, "c": c, "n": n, "n_prompts": int(X.shape[0]),
             "check_rel_diff": abs(direct - quad) / direct, "bayes_train_mse": bayes,
-            "theory_minus_min": {"mse": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(diff.size))}}
+            "theory_minus_min": mean_se(diff)}
 
 
 def _per_prompt_loss(X, q, x, scores, alpha, beta) -> np.ndarray:
@@ -70,23 +61,23 @@ def _per_prompt_loss(X, q, x, scores, alpha, beta) -> np.ndarray:
     u = np.einsum("bnl,bl->bn", X, softmax(beta * scores, axis=-1))  # (B, n)
     return np.mean((alpha * u - x) ** 2, axis=1)
 
-# --------------------------------------------------------------------------------------------------- Fig. 6
-def _fig6_config(quick):
+
+def config(quick):
     cfg = fig3_config(quick)
     return {"fig3": cfg, "betas": np.round(np.linspace(0.0, 12.0, 41 if quick else 121), 6).tolist(),
             "alphas": np.round(np.linspace(0.0, 3.0, 50), 6).tolist(), "theory_point": dict(THEORY_POINT)}
 
 
-def _fig6_plan(cfg, seed):
-    plan = {}
+def plan(cfg, seed):
+    out = {}
     for case in ("sphere", "gmm"):
-        plan[f"{case}/landscape"] = (unit_landscape, dict(case=case, data_seed=fig3_data_seed(seed, case),
-                                                          betas=cfg["betas"], L=cfg["fig3"]["L"]), 8.0)
-        plan[f"{case}/trained"] = fig3_run(cfg["fig3"], seed, case, "softmax", 0)
-    return plan
+        out[f"{case}/landscape"] = (unit_landscape, dict(case=case, data_seed=fig3_data_seed(seed, case),
+                                                         betas=cfg["betas"], L=cfg["fig3"]["L"]), 8.0)
+        out[f"{case}/trained"] = fig3_run(cfg["fig3"], seed, case, "softmax", 0)
+    return out
 
 
-def _fig6_combine(cfg, units):
+def combine(cfg, units):
     out, rows = {}, []
     for case in ("sphere", "gmm"):
         ls, tr = units[f"{case}/landscape"], dict(units[f"{case}/trained"])
@@ -122,52 +113,53 @@ def _fig6_combine(cfg, units):
     out["table"] = {"columns": ["case", "point", "alpha", "beta", "train_mse"], "rows": rows}
     return out
 
-# --------------------------------------------------------------------------------------------------- Fig. 8
-def _fig8_config(quick):
-    return {"epochs": 150 if quick else FIG8_EPOCHS, "A_seed": A_SEED, "n": N, "n_fresh": 1000, "eval_every": 10}
+
+def verdicts(r, rows, quick=False) -> None:
+    """The Fig. 6 rows of the verdict table."""
+    for case in ("sphere", "gmm"):
+        v, label = r[case], LABEL[case]
+        ok = v["trained"]["loss"] <= 1.02 * v["valley_min"]["loss"]
+        claim(rows, f"Fig6 {label} trained weights lie in the valley", "trained point in the global valley",
+              f"trained {fmt(v['trained']['loss'])} vs min {fmt(v['valley_min']['loss'])} at (alpha, beta) = "
+              f"({fmt(v['valley_min']['alpha'], 3)}, {fmt(v['valley_min']['beta'], 3)})",
+              "best scaled identity at ({}, {})".format(*AUTHORS[case]["best_identity_point"]),
+              "trained loss within 2% of the landscape minimum", ok,
+              "the landscape and the training seeing different data or attention")
+        d, th = v["theory_minus_min"], v["theory"]
+        claim(rows, f"Fig6 {label} theory point ({fmt(th['alpha'])}, {fmt(th['beta'])}) above the minimum",
+              "finite-L shift along the valley", f"theory {fmt(th['loss'])} vs min {fmt(v['valley_min']['loss'])} at "
+              f"beta {fmt(v['valley_min']['beta'], 3)}; paired excess {fmt(d['mse'], 3)} +- {fmt(d['se'], 2)}",
+              fmt(AUTHORS[case]["theory_weights"]) + " vs " + fmt(AUTHORS[case]["best_identity"]) + " (fresh)",
+              f"minimum at beta < {fmt(th['beta'])} and theory loss above it by > {Z:g} s.e. (paired, same prompts)",
+              v["valley_min"]["beta"] < th["beta"] and d["mse"] > Z * d["se"],
+              "a landscape without the finite-L shift (e.g. linear attention: flat along alpha*beta)")
 
 
-def _fig8_plan(cfg, seed):
-    plan = {}
-    for kind in ("linear", "softmax"):
-        for target in ("clean", "transformed"):
-            plan[f"{kind}/{target}"] = (unit_train, dict(
-                case="linear", kind=kind, seed=derive_seed(seed, "fig8", kind, target),
-                data_seed=derive_seed(seed, "fig8", "data"), epochs=cfg["epochs"], n_fresh=cfg["n_fresh"],
-                eval_every=cfg["eval_every"], weights=True, transform_seed=cfg["A_seed"], target=target,
-                eval_train=False),
-                cfg["epochs"] * (3.0 if kind == "softmax" else 1.0))
-    return plan
+def plot(plt, r, cfg):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
+    for ax, case in zip(axes, ("sphere", "gmm")):
+        v = r[case]
+        B, A = np.meshgrid(v["betas"], v["alphas"])
+        rel = np.array(v["loss"]) / v["valley_min"]["loss"]  # loss relative to the minimum over the landscape
+        pm = ax.pcolormesh(B, A, rel, cmap="magma_r", shading="auto", vmin=1.0, vmax=2.0)
+        fig.colorbar(pm, ax=ax, label="training MSE / its minimum (clipped at 2)")
+        ax.contour(B, A, rel, levels=[1.02, 1.1, 1.3], colors="0.3", linewidths=0.7)
+        valley = np.array(v["valley_alpha"], float)
+        valley[(valley < v["alphas"][0]) | (valley > v["alphas"][-1])] = np.nan
+        ax.plot(v["betas"], valley, "-", color="c", lw=1.2, label="valley: best α for each β "
+                "(contours: 1.02, 1.1, 1.3 x min)")
+        points = (("grid_min", "w", "landscape minimum"), ("trained", "C1", "trained (mean diagonals)"),
+                  ("theory", "C2", "theory (α, β) = (1, 1/σ_Z²)"))
+        for name, color, label in points:
+            p = v[name]
+            ax.plot(p["beta"], p["alpha"], "o", color=color, mec="k", ms=9, label=f"{label}: {p['loss']:.4f}")
+        ax.set_ylim(v["alphas"][0], v["alphas"][-1])
+        ax.set_xlabel("β  (W_KQ = βI)")
+        ax.set_ylabel("α  (W_PV = αI)")
+        ax.set_title(f"{case_title(case)}\nloss over scaled identities, {v['n_prompts']} training prompts", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle("Fig. 6: the (α, β) landscape of softmax attention has one broad hyperbolic valley")
+    return fig
 
 
-def _fig8_combine(cfg, units):
-    A = transform_matrix(cfg["n"], cfg["A_seed"])
-    A_inv = np.linalg.inv(A)
-    G_inv = np.linalg.inv(A @ A.T)
-    eye = np.eye(cfg["n"])
-    out, rows = {"A": A.tolist(), "A_inv": A_inv.tolist(), "AAT_inv": G_inv.tolist(),
-                 "A_singular_values": np.linalg.svd(A, compute_uv=False).tolist()}, []
-    for key, u in units.items():
-        kind, target = key.split("/")
-        theory_PV = A_inv if target == "clean" else eye  # A.12: alpha A^-1; A.13: alpha I
-        fits = {"PV_vs_theory": fit_scalar(u["W_PV"], theory_PV), "PV_vs_identity": fit_scalar(u["W_PV"], eye),
-                "PV_vs_A_inv": fit_scalar(u["W_PV"], A_inv),
-                "KQ_vs_theory": fit_scalar(u["W_KQ"], G_inv), "KQ_vs_identity": fit_scalar(u["W_KQ"], eye)}
-        product = fits["PV_vs_theory"]["scale"] * fits["KQ_vs_theory"]["scale"]
-        out[key] = {"W_KQ": u["W_KQ"], "W_PV": u["W_PV"], "fits": fits, "scale_product": product,
-                    "fresh_mse": u["fresh_mse"], "fresh_bayes_mse": u["fresh_bayes_mse"],
-                    "final_test_mse": u["test_mse"][-1]}
-        rows.append([kind, target, fits["PV_vs_theory"]["scale"], fits["PV_vs_theory"]["rel_residual"],
-                     fits["PV_vs_identity"]["rel_residual"], fits["KQ_vs_theory"]["scale"],
-                     fits["KQ_vs_theory"]["rel_residual"], fits["KQ_vs_identity"]["rel_residual"], product,
-                     u["fresh_mse"], u["fresh_bayes_mse"]])
-    out["table"] = {"columns": ["kind", "target", "alpha_fit", "PV_resid_theory", "PV_resid_identity", "beta_fit",
-                                "KQ_resid_theory", "KQ_resid_identity", "alpha_beta", "fresh_mse",
-                                "fresh_bayes_mse"], "rows": rows}
-    return out
-
-WEIGHT_EXPERIMENTS = {
-    "fig6": ("Fig. 6: (alpha, beta) loss landscape over scaled identities", _fig6_config, _fig6_plan,
-             _fig6_combine),
-    "fig8": ("Fig. 8 / App. H: a global transform A", _fig8_config, _fig8_plan, _fig8_combine),
-}
+FIGURES = {"fig6": plot}
