@@ -5,8 +5,8 @@ An experiment module holds all of one figure: ``TITLE``; ``config(quick) -> dict
 plain data out, never arrays, every random draw seeded from their arguments, so that :mod:`icdmin.runner` can run them
 in any order in a process pool); ``combine(config, {label: unit result}) -> dict``; ``verdicts(result, rows,
 quick)``, which appends its claims' rows (:func:`icdmin.exp_common.claim`); ``FIGURES = {png stem: draw(plt, result,
-config)}``. Shared helpers: :mod:`icdmin.exp_common`. **Adding an experiment = its module + one line in**
-:data:`EXPERIMENTS` (and its name on the import line); that order is results.json's, the verdict table's and the
+config)}``. Shared helpers: :mod:`icdmin.exp_common`. **Adding an experiment = its module + one line (its
+name) in** :data:`EXPERIMENTS`; that order is results.json's, the verdict table's and the
 figures'. Nothing else dispatches on experiment names.
 
 | name   | paper          | what                                                                             |
@@ -27,10 +27,10 @@ Case names: "linear" (Case 1), "sphere" (Case 2), "gmm" (Case 3), at the paper's
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from types import ModuleType
 from typing import Callable, Mapping, NamedTuple
 
-from . import exp_fig3, exp_fig4a, exp_fig4b, exp_fig5, exp_fig6, exp_fig8, exp_oracle, exp_prop32, exp_thm31
 from .exp_common import claim
 
 __all__ = ["ALIASES", "EXPERIMENTS", "Experiment", "render", "verdicts"]
@@ -53,17 +53,17 @@ class Experiment(NamedTuple):
         return cls(module.TITLE, module.config, module.plan, module.combine, module.verdicts, module.FIGURES)
 
 
-EXPERIMENTS: dict[str, Experiment] = {  # the runner's list, in results.json order
-    "fig3": Experiment.of(exp_fig3),
-    "fig4a": Experiment.of(exp_fig4a),
-    "fig4b": Experiment.of(exp_fig4b),
-    "fig5": Experiment.of(exp_fig5),
-    "fig6": Experiment.of(exp_fig6),
-    "fig8": Experiment.of(exp_fig8),
-    "thm31": Experiment.of(exp_thm31),
-    "prop32": Experiment.of(exp_prop32),
-    "oracle": Experiment.of(exp_oracle),
-}
+EXPERIMENTS: dict[str, Experiment] = {name: Experiment.of(import_module(f".exp_{name}", __package__)) for name in (
+    "fig3",  # the runner's list, one line per experiment (module icdmin.exp_<name>), in results.json order
+    "fig4a",
+    "fig4b",
+    "fig5",
+    "fig6",
+    "fig8",
+    "thm31",
+    "prop32",
+    "oracle",
+)}
 ALIASES = {"fig4": ("fig4a", "fig4b"), "fig7": ("fig3",)}  # Fig. 7 is the linear-attention half of fig3
 
 
