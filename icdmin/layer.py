@@ -52,7 +52,7 @@ __all__ = [
     "raise_non_finite",
 ]
 
-KINDS = ("linear", "softmax", "gaussian")
+KINDS = tuple(_kernels.KIND_CODES)  # ("linear", "softmax", "gaussian"): one list of kinds, spec and kernels alike
 
 
 class AttentionCache(NamedTuple):

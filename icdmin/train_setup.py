@@ -18,7 +18,7 @@ from .tasks import LinearTask
 __all__ = ["IDENTITY_INIT", "TRAIN_KINDS", "TrainConfig", "fresh_prompts", "init_weights", "mean_abs_offdiagonal",
            "mean_diagonal", "paper_epochs", "split_prompts", "stream_rng"]
 
-TRAIN_KINDS = ("linear", "softmax")  # the kinds train() learns (Eqs. 11, 12); attention.KINDS adds Eq. (14)
+TRAIN_KINDS = ("linear", "softmax")  # the kinds train() learns (Eqs. 11, 12); layer.KINDS adds Eq. (14)
 STREAMS = {"data": 1, "init": 2, "fresh": 3, "online": 4}  # a run's random streams (icdmin.training.train's docstring)
 _EVAL_CHUNK = 1000  # fresh prompts are sampled and evaluated in chunks of this many prompts
 IDENTITY_INIT = 0.1  # alpha = beta = 0.1 for model="identity", as the authors' "ForceDiag" models
