@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .dam import softmax
-from .exp_common import LABEL, Z, case_title, claim, fig3_config, fig3_data_seed, fig3_run, fmt, mean_se
+from .exp_common import (LABEL, Z, case_title, claim, fig3_config, fig3_data_seed, fig3_run, fmt, mean_se,
+                         per_prompt_sq)
 from .layer import attention
 from .paper import AUTHORS, L_PAPER, THEORY_POINT, make_task
 from .training import split_prompts
@@ -59,7 +60,7 @@ def unit_landscape(case, data_seed, betas, L=L_PAPER, n_prompts=1000, test_fract
 def _per_prompt_loss(X, q, x, scores, alpha, beta) -> np.ndarray:
     """Squared error per coordinate of W_KQ = βI, W_PV = αI on each prompt: (B,)."""
     u = np.einsum("bnl,bl->bn", X, softmax(beta * scores, axis=-1))  # (B, n)
-    return np.mean((alpha * u - x) ** 2, axis=1)
+    return per_prompt_sq(alpha * u, x)
 
 
 def config(quick):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exp_common import LABEL, Z, claim, derive_seed, fmt, mean_se
+from .exp_common import LABEL, Z, claim, derive_seed, fmt, mean_se, per_prompt_sq
 from .paper import make_task
 from .tasks import GMMTask, SphereTask
 
@@ -75,9 +75,9 @@ def unit_oracle_check(case, seed, batch, n_prior, chunk=8) -> dict:
         f_avg = (f[0] + f[1]) / 2  # E||f_avg - f*||^2 = E||f_1 - f_2||^2 / 4 + O(1/m^2) (independent halves)
         f_s = 2 * f[2] - f_avg  # jackknife: the O(1/m) bias of a ratio estimator cancels
         f_o = task.posterior_mean(p)  # (b, n)
-        e_o.append(np.mean((f_o - p.x) ** 2, axis=1))
-        e_s.append(np.mean((f_avg - p.x) ** 2, axis=1))
-        noise.append(np.mean((f[0] - f[1]) ** 2, axis=1) / 4)
+        e_o.append(per_prompt_sq(f_o, p.x))
+        e_s.append(per_prompt_sq(f_avg, p.x))
+        noise.append(per_prompt_sq(f[0], f[1]) / 4)
         radial.append(np.sum((f_s - f_o) * f_o, axis=1) / np.maximum(np.linalg.norm(f_o, axis=1), 1e-300))
     e_o, e_s, noise, radial = (np.concatenate(v) for v in (e_o, e_s, noise, radial))
     return {"case": case, "batch": batch, "n_prior": 2 * half, "mse_oracle": mean_se(e_o),

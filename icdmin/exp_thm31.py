@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .baselines import softmax_attention_estimator
-from .exp_common import Z, claim, derive_seed, fit_slope, fmt, loglog, mean_se
+from .exp_common import Z, claim, derive_seed, fit_slope, fmt, loglog, mean_se, per_prompt_sq
 from .paper import CIRCLE, TASK_PARAMS
 from .tasks import SphereTask
 
@@ -30,11 +30,12 @@ def unit_thm31(L, seed, batch, chunk=100) -> dict:
         p = task.sample(rng, min(chunk, batch - start), L)
         F = softmax_attention_estimator(p.X, p.x_tilde, task.sigma2_z)  # (b, n)
         f_opt = task.posterior_mean(p)  # (b, n)
-        dev.append(np.mean((F - f_opt) ** 2, axis=1))
-        mse_att.append(np.mean((F - p.x) ** 2, axis=1))
-        mse_opt.append(np.mean((f_opt - p.x) ** 2, axis=1))
+        dev.append(per_prompt_sq(F, f_opt))
+        mse_att.append(per_prompt_sq(F, p.x))
+        mse_opt.append(per_prompt_sq(f_opt, p.x))
     dev, mse_att, mse_opt = (np.concatenate(v) for v in (dev, mse_att, mse_opt))
-    return {"L": L, "deviation": float(dev.mean()), "deviation_se": float(dev.std(ddof=1) / np.sqrt(dev.size)),
+    deviation = mean_se(dev)
+    return {"L": L, "deviation": deviation["mse"], "deviation_se": deviation["se"],
             "mse_attention": float(mse_att.mean()), "mse_oracle": float(mse_opt.mean())}
 
 
@@ -46,8 +47,8 @@ def unit_low_noise(seed, batch, L, sigma2_z) -> dict:
     """
     task = SphereTask(n=CIRCLE["n"], d=CIRCLE["d"], R=CIRCLE["R"], sigma2_z=sigma2_z)
     p = task.sample(np.random.default_rng(seed), batch, L)
-    e_att = np.mean((softmax_attention_estimator(p.X, p.x_tilde, sigma2_z) - p.x) ** 2, axis=1)  # (B,)
-    e_opt = np.mean((task.posterior_mean(p) - p.x) ** 2, axis=1)  # (B,)
+    e_att = per_prompt_sq(softmax_attention_estimator(p.X, p.x_tilde, sigma2_z), p.x)  # (B,)
+    e_opt = per_prompt_sq(task.posterior_mean(p), p.x)  # (B,)
     logits = np.einsum("bnl,bn->bl", p.X, p.x_tilde) / sigma2_z  # (B, L)
     return {"L": L, "sigma2_z": sigma2_z, "batch": batch, "max_logit": float(np.abs(logits).max()),
             "mse_attention": mean_se(e_att), "mse_oracle": mean_se(e_opt), "excess": mean_se(e_att - e_opt)}
