@@ -160,8 +160,7 @@ def bench_energy(quick: bool) -> list[Row]:
             for _ in range(steps):
                 s = alpha * Xb @ softmax(beta * (Xb.T @ s))
 
-    t_loop = timings(loop, 1 if quick else 3) * (n_states / m)
-    ratio = np.median(t_loop) / np.median(t_fast)
+    ratio = np.median(timings(loop, 1 if quick else 3) * (n_states / m)) / np.median(t_fast)
     return [_ms("descend, 1000 states x 50 steps", t_fast, ratio=ratio, versus=f"per-state loop ({m} states)")]
 
 
@@ -172,8 +171,7 @@ def bench_tasks(quick: bool) -> list[Row]:
 
     rep, rows, prompts = (3 if quick else 9), [], {}
     for task in (LinearTask(N, 8), SphereTask(N, 8), GMMTask(N, 8)):
-        rng = np.random.default_rng(0)
-        name = type(task).__name__
+        rng, name = np.random.default_rng(0), type(task).__name__
         rows.append(_ms(f"sample {name}, 1000 prompts", timings(lambda: task.sample(rng, 1000, L), rep)))
         prompts[name] = task.sample(np.random.default_rng(1), 1000, L)
     pl, pg = prompts["LinearTask"], prompts["GMMTask"]
@@ -237,7 +235,8 @@ def _peer_times(name: str, threads: int, repeat: int):
 def bench_peers(quick: bool) -> list[Row]:
     """Softmax forward+backward (B = 80, n = 16, L = 499) of icdmin and each installed peer at 1 and 2 threads;
     ratio = the peer's median time / icdmin's, both timed in alternating blocks in the peer's child process (same
-    CPUs, same dtype). The child gets OMP_WAIT_POLICY=PASSIVE unless set: spinning torch threads collapse under load."""
+    CPUs, same dtype). The child gets OMP_WAIT_POLICY=PASSIVE unless set: spinning torch threads collapse under load.
+    At 1 thread, float64, it times the floor too (the passes over X only): peer/floor bounds icdmin/peer."""
     from .layer import loss_and_grads
 
     repeat = 30 if quick else 100
@@ -249,13 +248,15 @@ def bench_peers(quick: bool) -> list[Row]:
                 continue
             want = loss_and_grads(*problem(getattr(np, dtype)), "softmax")[0]
             same = abs(peer["loss"] - want) <= (1e-10 if dtype == "float64" else 1e-5) * abs(want)
-            ours = np.asarray(peer["icdmin"])
-            ratio = np.median(peer["times"]) / np.median(ours)
-            goal = PEER_TARGETS.get(name)
-            rows.append(_rate(f"{name}, {threads} thread(s)" + ("" if same else " LOSS DIFFERS"),
-                              np.asarray(peer["times"]), ratio=ratio, versus=f"icdmin {dtype} (ratio icdmin/peer)",
+            ours, theirs, goal = np.asarray(peer["icdmin"]), np.asarray(peer["times"]), PEER_TARGETS.get(name)
+            ratio = np.median(theirs) / np.median(ours)
+            rows.append(_rate(f"{name}, {threads} thread(s)" + ("" if same else " LOSS DIFFERS"), theirs,
+                              ratio=ratio, versus=f"icdmin {dtype} (ratio icdmin/peer)",
                               target=f">= {goal:g}x" if goal else "", ok=(ratio >= goal and same) if goal else None))
             rows.append(_rate(f"  icdmin {dtype}, {threads} thread(s), alternating with it", ours))
+            rows += [_rate(f"  floor, {variant}: passes over X + exp only", np.asarray(t),
+                           ratio=np.median(theirs) / np.median(t), versus=f"{name} (ratio peer/floor)")
+                     for variant, t in peer.get("floor", {}).items()]
     return rows
 
 

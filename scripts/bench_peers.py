@@ -7,7 +7,8 @@ the keys and values). Run by ``icdmin.bench`` in a child process per peer:
     python scripts/bench_peers.py "torch float64" THREADS REPEAT [CPU,CPU,...]
 
 prints one JSON line {"times": the peer's seconds per call, "icdmin": icdmin's, "loss": the peer's loss on
-icdmin.bench.problem()}. Needs the framework
+icdmin.bench.problem()}, and at one thread in float64 also "floor": {variant: seconds per call} of ``floor_passes``,
+the fused kernel's four passes over each context and its softmax exponential, with nothing else. Needs the framework
 (``pip install -e ".[peers]"``); icdmin itself never imports it.
 """
 
@@ -76,16 +77,78 @@ def _jax_step(dtype, threads):
     return step, float(step()[0])
 
 
+def floor_passes(n: int, unrolled: bool):
+    """A Numba function f(X, c, w) -> (U, V) that makes, per prompt, only the passes over its context X (n, L) that
+    icdmin's fused softmax forward + backward makes: s = Xᵀc, the softmax exponential of s (max-shifted, the kernel's
+    vectorised exp), U = X s, d = Xᵀw, V = X d; no normalisation, loss, gradients, threads or validation.
+    Shapes: X (B, n, L), c (n,), w (n,) -> U, V (B, n).
+
+    ``unrolled=False`` uses icdmin's own pass loops (``_col_pass``/``_row_pass``, four rows per sweep);
+    ``unrolled=True`` unrolls all n rows (one sweep per pass, n scalar accumulators, Xᵀc in four partial sums; the
+    fastest pass loops found here, about 10 % faster, but the source must be generated per n). A peer whose time per
+    call is less than twice this function's cannot be beaten 2x by a kernel made of these loops on this machine."""
+    import numba
+
+    from icdmin import _kernels
+
+    jit = numba.njit(nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+    add4 = numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})(lambda a, b, c, d: (a + b) + (c + d))
+    if unrolled:  # the pass loops as generated source: column pass -> out[t], row pass -> acc0..acc{n-1}
+        parts = [" + ".join(f"Xb[{i}, t] * v[{i}]" for i in range(k, n, 4)) or "0.0" for k in range(4)]
+        rows = ", ".join(f"acc{i}" for i in range(n))
+        source = f"""def col(Xb, v, out):
+    for t in range(Xb.shape[1]):
+        out[t] = add4({", ".join(parts)})
+def row(Xb, p, out):
+    {rows} = {", ".join(["0.0"] * n)}
+    for t in range(Xb.shape[1]):
+        {"; ".join(f"acc{i} += Xb[{i}, t] * p[t]" for i in range(n))}
+    {", ".join(f"out[{i}]" for i in range(n))} = {rows}
+"""
+        space = {"add4": add4}
+        exec(source, space)  # noqa: S102 - fixed template, n an int
+        col, row = jit(space["col"]), jit(space["row"])
+    else:
+        col, row = _kernels._col_pass, _kernels._row_pass
+    exp_shifted = _kernels._exp_shifted
+
+    @jit
+    def passes(X, c, w):
+        B, n, L = X.shape
+        s, bits, U, V = np.empty(L), np.empty(L, np.int64), np.empty((B, n)), np.empty((B, n))
+        for b in range(B):
+            col(X[b], c, s)
+            exp_shifted(s, np.max(s), bits)
+            row(X[b], s, U[b])
+            col(X[b], w, s)
+            row(X[b], s, V[b])
+        return U, V
+
+    return passes
+
+
+def _floor_steps():
+    """{variant: step} of ``floor_passes`` on icdmin.bench.problem()'s contexts (float64)."""
+    X, q = problem(np.float64)[:2]
+    c, w = q[0], q[1]
+    return {f"{name} loops": (lambda f: lambda: f(X, c, w))(floor_passes(X.shape[1], unrolled))
+            for name, unrolled in (("icdmin's", False), ("unrolled", True))}
+
+
 def main(name: str, threads: int, repeat: int) -> int:
-    """Print {"times": [...], "icdmin": [...], "loss": ...}: the peer's and icdmin's per-call seconds at ``threads``,
-    timed in alternating blocks in this process (pinned by the caller), so that a load change hits both."""
+    """Print {"times": [...], "icdmin": [...], "loss": ..., "floor": {...}}: the peer's, icdmin's and (one thread,
+    float64) the floor's per-call seconds at ``threads``, timed in alternating blocks in this process (pinned by the
+    caller), so that a load change hits all of them."""
     framework, dtype, layout = PEERS[name]
     step, loss = _torch_step(dtype, layout, threads) if framework == "torch" else _jax_step(dtype, threads)
-    times, ours = [], []
+    floors = _floor_steps() if threads == 1 and dtype == "float64" else {}
+    times, ours, floor = [], [], {variant: [] for variant in floors}
     for _ in range(10):
         times += timings(step, max(1, repeat // 10)).tolist()
         ours += icdmin_times("softmax", threads, max(1, repeat // 10), getattr(np, dtype)).tolist()
-    print(json.dumps({"times": times, "icdmin": ours, "loss": loss}))
+        for variant, f in floors.items():
+            floor[variant] += timings(f, max(1, repeat // 10)).tolist()
+    print(json.dumps({"times": times, "icdmin": ours, "loss": loss, "floor": floor}))
     return 0
 
 

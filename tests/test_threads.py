@@ -215,3 +215,23 @@ def test_peer_children_import_this_icdmin_without_an_install(tmp_path):
                           text=True, timeout=60).stdout.strip()
     assert none == "None"
     assert bench._child_env(1)["XLA_FLAGS"].endswith("--xla_cpu_multi_thread_eigen=false")
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_bench_floor_makes_the_passes_it_claims(unrolled):
+    """The floor of ``bench --peers`` (peer/floor bounds icdmin/peer) makes every pass it names: U = X exp(Xᵀc −
+    max) and V = X Xᵀw, per prompt; a floor that skipped work would overstate the bound. n = 5 exercises the
+    remainder rows of both loop variants."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(_kernels.__file__).resolve().parent.parent / "scripts" / "bench_peers.py"
+    spec = importlib.util.spec_from_file_location("bench_peers", path)
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    rng = np.random.default_rng(0)
+    X, c, w = rng.standard_normal((3, 5, 37)), rng.standard_normal(5), rng.standard_normal(5)
+    U, V = peers.floor_passes(5, unrolled)(X, c, w)
+    s = np.einsum("bnl,n->bl", X, c)
+    np.testing.assert_allclose(U, np.einsum("bnl,bl->bn", X, np.exp(s - s.max(axis=1, keepdims=True))), rtol=1e-12)
+    np.testing.assert_allclose(V, np.einsum("bnl,bl->bn", X, np.einsum("bnl,n->bl", X, w)), rtol=1e-12)
