@@ -14,6 +14,7 @@ the fused kernel's four passes over each context and its softmax exponential, wi
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -131,7 +132,7 @@ def _floor_steps():
     """{variant: step} of ``floor_passes`` on icdmin.bench.problem()'s contexts (float64)."""
     X, q = problem(np.float64)[:2]
     c, w = q[0], q[1]
-    return {f"{name} loops": (lambda f: lambda: f(X, c, w))(floor_passes(X.shape[1], unrolled))
+    return {f"{name} loops": functools.partial(floor_passes(X.shape[1], unrolled), X, c, w)
             for name, unrolled in (("icdmin's", False), ("unrolled", True))}
 
 

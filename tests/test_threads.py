@@ -223,10 +223,10 @@ def test_bench_floor_makes_the_passes_it_claims(unrolled):
     max) and V = X Xᵀw, per prompt; a floor that skipped work would overstate the bound. n = 5 exercises the
     remainder rows of both loop variants."""
     import importlib.util
-    from pathlib import Path
 
-    path = Path(_kernels.__file__).resolve().parent.parent / "scripts" / "bench_peers.py"
-    spec = importlib.util.spec_from_file_location("bench_peers", path)
+    from icdmin.bench import PEER_SCRIPT
+
+    spec = importlib.util.spec_from_file_location("bench_peers", PEER_SCRIPT)
     peers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(peers)
     rng = np.random.default_rng(0)
